@@ -1,0 +1,131 @@
+#pragma once
+
+// The immutable, fully resolved configuration of one generation.
+//
+// Built by lua/config_loader from the DSL (stdlib/config.lua), which has already merged
+// `defaults`, interpolated environment variables, converted durations to milliseconds and
+// sizes to bytes. Nothing here refers to Lua: hooks are integer ids into the hooks table
+// of each worker's Lua state (see lua/script_state.h). Once built, a Config is shared
+// read-only by every worker thread (std::shared_ptr<const Config>).
+//
+// This folder is not in DESIGN §1's list: the structs are read by session/, backend/ and
+// runtime/ alike, and the dependency direction (runtime -> session -> backend -> net)
+// leaves no existing folder that all of them may include.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/net/address.h"
+
+namespace crescent::core {
+
+enum class Mode { kTcp, kHttp };
+
+/// Timeouts in milliseconds, HAProxy's meaning (reference/README.md). 0 = none (wait forever).
+struct Timeouts {
+  uint64_t connect = 5000;          ///< server connection establishment
+  uint64_t client = 30000;          ///< client-side inactivity
+  uint64_t server = 30000;          ///< server-side inactivity
+  uint64_t tunnel = 0;              ///< both-direction inactivity once tunnelled; 0: client/server apply
+  uint64_t queue = 0;               ///< wait for a server slot; 0: same as connect
+  uint64_t http_request = 0;        ///< whole request head; 0: same as client
+  uint64_t http_keep_alive = 0;     ///< idle between requests; 0: same as http_request
+  uint64_t client_fin = 0;          ///< half-closed client side; 0: same as client
+  uint64_t server_fin = 0;          ///< half-closed server side; 0: same as server
+};
+
+/// ACL tree compiled from the DSL's `acl.*` helpers. Leaves are matches; inner nodes
+/// combine. core/session/acl.h compiles this to a matcher (regexes precompiled).
+struct AclNode {
+  enum class Kind { kAll, kAny, kNot, kMatch };
+  /// What a leaf samples from the request/connection.
+  enum class Fetch { kPath, kUrlParam, kHdr, kHost, kMethod, kSrc, kDstPort };
+  /// How a leaf compares. kFound: the sample exists (url_param/hdr present).
+  enum class Op { kEq, kBeg, kEnd, kSub, kReg, kFound, kCidr, kPortRange };
+
+  Kind kind = Kind::kMatch;
+  std::vector<AclNode> children;  ///< kAll/kAny: 1..n; kNot: exactly 1
+
+  Fetch fetch = Fetch::kPath;
+  std::string arg;                  ///< header name / url parameter name
+  Op op = Op::kEq;
+  std::vector<std::string> values;  ///< any one matching is a match; CIDRs as "10.0.0.0/8", ports as "80" or "8000-8080"
+  bool nocase = false;
+  int line = 0;                     ///< config line where the ACL was written
+};
+
+struct BindConfig {
+  std::string text;  ///< as written, e.g. ":8080" or "unix:/run/x.sock"
+  Address address;
+  int line = 0;
+};
+
+struct ServerConfig {
+  std::string name;
+  std::string text;  ///< address as written
+  Address address;
+  int weight = 1;    ///< 0..256; 0 takes no new traffic
+  int maxconn = 0;   ///< 0 = unlimited
+  int line = 0;
+};
+
+struct BackendConfig {
+  std::string name;
+  Mode mode = Mode::kHttp;
+  Timeouts timeout;
+  std::string balance = "roundrobin";
+  int retries = 3;
+  bool redispatch = false;
+  bool forwardfor = false;
+  std::vector<ServerConfig> servers;
+  int service_hook = 0;  ///< >0: a Lua service answers instead of servers (hook id)
+  int line = 0;
+};
+
+struct UseBackendRule {
+  std::string backend;
+  size_t backend_index = 0;  ///< into Config::backends
+  std::shared_ptr<const AclNode> when;  ///< null: always
+  int line = 0;
+};
+
+struct FrontendConfig {
+  std::string name;
+  Mode mode = Mode::kHttp;
+  std::vector<BindConfig> binds;
+  Timeouts timeout;
+  int maxconn = 0;  ///< 0 = only the global limit
+  bool forwardfor = false;
+  std::vector<UseBackendRule> use_backend;
+  std::string default_backend;               ///< empty: none (503 / close)
+  int default_backend_index = -1;            ///< into Config::backends, -1: none
+  int http_request_hook = 0;                 ///< >0: Lua hook id
+  bool log = true;                           ///< one httplog/tcplog line per exchange/session
+  int line = 0;
+};
+
+struct GlobalConfig {
+  int threads = 0;            ///< worker threads; 0 = number of cores
+  int maxconn = 0;            ///< process-wide concurrent client connections; 0 = unlimited
+  uint64_t bufsize = 16384;   ///< bytes per pooled buffer; also the largest request/response head
+  uint64_t hard_stop_after = 0;  ///< ms; 0 = none
+};
+
+struct Config {
+  std::string path;    ///< the script's path as given on the command line
+  std::string script;  ///< the script's text (for `GET /v1/config` later)
+  GlobalConfig global;
+  std::vector<FrontendConfig> frontends;  ///< `listen` adds one frontend and one backend
+  std::vector<BackendConfig> backends;
+
+  /// Index of the backend with this name, or -1.
+  int findBackend(std::string_view name) const {
+    for (size_t i = 0; i < backends.size(); ++i)
+      if (backends[i].name == name) return static_cast<int>(i);
+    return -1;
+  }
+};
+
+}  // namespace crescent::core

@@ -1,0 +1,67 @@
+#pragma once
+
+// The interfaces through which the core calls user scripts (DESIGN §1: core/ never
+// includes a Lua header; lua/ implements these).
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/net/address.h"
+#include "core/proto/http_head.h"
+
+namespace crescent::core {
+
+/// What the request being processed looks like to a hook. Borrowed for the call only.
+struct RequestContext {
+  HttpHead& req;            ///< editable: header changes are forwarded to the server
+  const Address& src;       ///< client address (after PROXY protocol, when used)
+  const Address& dst;       ///< address the client connected to
+  std::string_view frontend;
+};
+
+/// What an http_request hook decided.
+struct HookDecision {
+  enum class Kind {
+    kContinue,    ///< go on: use_backend rules, then default_backend
+    kReply,       ///< answer with status/headers/body, do not contact a server
+    kUseBackend,  ///< route to `backend` (by name), skipping use_backend rules
+    kFail,        ///< the hook raised or overran: answer 500, log `error`
+  };
+  Kind kind = Kind::kContinue;
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string backend;
+  std::string error;  ///< for kFail: message with the Lua traceback
+};
+
+/// The response a Lua service produced.
+struct ServiceResponse {
+  bool ok = true;     ///< false: the service raised or overran; answer 500, log `error`
+  int status = 200;
+  std::string reason;  ///< empty: the standard reason phrase
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string error;
+};
+
+/// Runs the user's Lua functions of one generation on one worker thread.
+/// Not thread-safe: each worker has its own runner (and Lua state) per generation.
+/// Calls do not re-enter the core and never throw; a script error is reported in the
+/// result, never raised. A hook that runs longer than its budget is cut off (kFail).
+class ScriptRunner {
+ public:
+  virtual ~ScriptRunner() = default;
+
+  /// Runs the frontend's `http_request = function(txn)` hook with id `hook_id` (> 0).
+  virtual HookDecision runHttpRequest(int hook_id, RequestContext& ctx) = 0;
+
+  /// Runs the backend's `service = function(applet)` with id `service_id` (> 0) on a
+  /// request whose whole body is `body`.
+  virtual ServiceResponse runService(int service_id, RequestContext& ctx,
+                                     std::string_view body) = 0;
+};
+
+}  // namespace crescent::core
