@@ -36,8 +36,8 @@ struct Timeouts {
   uint64_t server_fin = 0;          ///< half-closed server side; 0: same as server
 };
 
-/// ACL tree compiled from the DSL's `acl.*` helpers. Leaves are matches; inner nodes
-/// combine. core/session/acl.h compiles this to a matcher (regexes precompiled).
+/// ACL tree as declared with the DSL's `acl.*` helpers. Leaves are matches; inner nodes
+/// combine. core/config/acl.h compiles it to a matcher (regexes and CIDRs precompiled).
 struct AclNode {
   enum class Kind { kAll, kAny, kNot, kMatch };
   /// What a leaf samples from the request/connection.
@@ -84,10 +84,12 @@ struct BackendConfig {
   int line = 0;
 };
 
+class Acl;  // core/config/acl.h: an AclNode compiled to a matcher
+
 struct UseBackendRule {
   std::string backend;
-  size_t backend_index = 0;  ///< into Config::backends
-  std::shared_ptr<const AclNode> when;  ///< null: always
+  size_t backend_index = 0;        ///< into Config::backends
+  std::shared_ptr<const Acl> when;  ///< null: always
   int line = 0;
 };
 
