@@ -1,0 +1,77 @@
+#include "core/backend/connection_pool.h"
+
+#include <algorithm>
+
+namespace crescent::core {
+
+ConnectionPool::ConnectionPool(EventLoop& loop, size_t max_idle_per_server, uint64_t idle_timeout_ms)
+    : loop_(loop),
+      max_idle_(max_idle_per_server),
+      idle_timeout_(idle_timeout_ms),
+      timer_(Timer::create(loop, &ConnectionPool::onTimer, this)) {}
+
+ConnectionPool::~ConnectionPool() { clear(); }
+
+StreamPtr ConnectionPool::take(const Server* server) {
+  auto it = idle_.find(server);
+  if (it == idle_.end() || it->second.empty()) return StreamPtr();
+  // Most recently used first: its server side is the least likely to have timed out.
+  StreamPtr s = std::move(it->second.back().stream);
+  it->second.pop_back();
+  s->setHandler(nullptr);
+  s->readStop();
+  return s;
+}
+
+void ConnectionPool::give(const Server* server, StreamPtr stream) {
+  auto& list = idle_[server];
+  if (list.size() >= max_idle_) return;  // StreamPtr closes it
+  stream->setHandler(this);
+  stream->readStart();  // to notice the server closing it
+  list.push_back({server, std::move(stream), loop_.now()});
+  if (!timer_->active()) timer_->start(idle_timeout_);
+}
+
+void ConnectionPool::clear() {
+  idle_.clear();
+  if (timer_) timer_->stop();
+}
+
+size_t ConnectionPool::idleCount() const {
+  size_t n = 0;
+  for (auto& [k, v] : idle_) n += v.size();
+  return n;
+}
+
+// Any byte from an idle server is a protocol error or a close: drop the connection.
+void ConnectionPool::onStreamData(Stream& s, Buffer) { drop(s); }
+void ConnectionPool::onStreamEof(Stream& s) { drop(s); }
+void ConnectionPool::onStreamError(Stream& s, int) { drop(s); }
+
+void ConnectionPool::drop(Stream& s) {
+  for (auto& [server, list] : idle_) {
+    auto it = std::find_if(list.begin(), list.end(), [&](const Idle& i) { return i.stream.get() == &s; });
+    if (it != list.end()) {
+      list.erase(it);  // closes the stream (safe inside its callback: freed in close cb)
+      return;
+    }
+  }
+}
+
+void ConnectionPool::onTimer(void* ctx) {
+  auto* self = static_cast<ConnectionPool*>(ctx);
+  uint64_t now = self->loop_.now();
+  uint64_t next = 0;
+  for (auto& [server, list] : self->idle_) {
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [&](const Idle& i) { return now - i.since >= self->idle_timeout_; }),
+               list.end());
+    for (auto& i : list) {
+      uint64_t left = self->idle_timeout_ - (now - i.since);
+      if (next == 0 || left < next) next = left;
+    }
+  }
+  if (next > 0) self->timer_->start(next);
+}
+
+}  // namespace crescent::core

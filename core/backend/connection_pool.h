@@ -1,0 +1,54 @@
+#pragma once
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+#include "core/net/stream.h"
+#include "core/net/timer.h"
+
+namespace crescent::core {
+
+class Server;
+
+/// Idle keep-alive connections to servers, per worker thread (DESIGN §2): an HTTP
+/// exchange that ends cleanly gives its server connection back; the next exchange to the
+/// same server takes it instead of connecting. An idle connection that the server closes
+/// (or that sends anything) is dropped; one idle longer than the idle timeout is closed.
+/// Not thread-safe. Keys are Server pointers, so pooled connections never cross
+/// generations (a reload gets fresh servers).
+class ConnectionPool : private StreamHandler {
+ public:
+  explicit ConnectionPool(EventLoop& loop, size_t max_idle_per_server = 64,
+                          uint64_t idle_timeout_ms = 10000);
+  ~ConnectionPool() override;
+
+  /// An idle connection to `server`, or a null StreamPtr. The caller becomes its owner and
+  /// must set its handler.
+  StreamPtr take(const Server* server);
+  /// Keeps `stream` (connected to `server`, nothing pending in either direction).
+  void give(const Server* server, StreamPtr stream);
+  /// Closes every idle connection (worker stop).
+  void clear();
+  size_t idleCount() const;
+
+ private:
+  struct Idle {
+    const Server* server;
+    StreamPtr stream;
+    uint64_t since;
+  };
+  void onStreamData(Stream& s, Buffer data) override;
+  void onStreamEof(Stream& s) override;
+  void onStreamError(Stream& s, int err) override;
+  void drop(Stream& s);
+  static void onTimer(void* ctx);
+
+  EventLoop& loop_;
+  size_t max_idle_;
+  uint64_t idle_timeout_;
+  std::unordered_map<const Server*, std::vector<Idle>> idle_;
+  TimerPtr timer_;
+};
+
+}  // namespace crescent::core

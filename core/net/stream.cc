@@ -1,0 +1,230 @@
+#include "core/net/stream.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace crescent::core {
+
+struct Stream::WriteReq {
+  uv_write_t req;
+  Buffer buf;
+  std::string str;
+  size_t len;
+};
+
+StreamPtr Stream::create(EventLoop& loop, Kind kind) {
+  return StreamPtr(new Stream(loop, kind));
+}
+
+Stream::Stream(EventLoop& loop, Kind kind) : loop_(loop), kind_(kind) {
+  int rc = kind == Kind::kTcp ? uv_tcp_init(loop.uv(), &h_.tcp) : uv_pipe_init(loop.uv(), &h_.pipe, 0);
+  if (rc != 0) std::abort();
+  uv()->data = this;
+  last_activity_ = loop.now();
+}
+
+int Stream::accept(uv_stream_t* server) {
+  int rc = uv_accept(server, uv());
+  if (rc == 0) last_activity_ = loop_.now();
+  return rc;
+}
+
+int Stream::connect(const Address& addr) {
+  connect_req_.data = this;
+  last_activity_ = loop_.now();
+  if (kind_ == Kind::kTcp) {
+    return uv_tcp_connect(&connect_req_, &h_.tcp, addr.sockaddrPtr(), &Stream::onConnectCb);
+  }
+  std::string path = addr.unixPath();
+  uv_pipe_connect(&connect_req_, &h_.pipe, path.c_str(), &Stream::onConnectCb);
+  return 0;
+}
+
+void Stream::onConnectCb(uv_connect_t* req, int status) {
+  auto* self = static_cast<Stream*>(req->data);
+  if (self->closing_ || self->handler_ == nullptr) return;
+  self->last_activity_ = self->loop_.now();
+  self->handler_->onStreamConnected(*self, status);
+}
+
+void Stream::readStart() {
+  if (reading_ || closing_) return;
+  if (uv_read_start(uv(), &Stream::onAllocCb, &Stream::onReadCb) == 0) reading_ = true;
+}
+
+void Stream::readStop() {
+  if (!reading_ || closing_) return;
+  uv_read_stop(uv());
+  reading_ = false;
+}
+
+void Stream::onAllocCb(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<Stream*>(h->data);
+  if (!self->read_buf_) self->read_buf_ = BufferPool::local().take();
+  buf->base = self->read_buf_.data();
+  buf->len = self->read_buf_.capacity();
+}
+
+void Stream::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  auto* self = static_cast<Stream*>(s->data);
+  if (nread == 0) return;  // EAGAIN: keep the chunk for the next read
+  if (nread > 0) {
+    Buffer b = std::move(self->read_buf_);
+    b.commit(static_cast<size_t>(nread));
+    self->bytes_in_ += static_cast<uint64_t>(nread);
+    self->last_activity_ = self->loop_.now();
+    if (self->handler_ != nullptr && !self->closing_) self->handler_->onStreamData(*self, std::move(b));
+    return;
+  }
+  self->read_buf_.release();  // an idle or finished stream holds no buffer
+  if (self->closing_ || self->handler_ == nullptr) return;
+  if (nread == UV_EOF) {
+    // libuv stops reading after EOF on its own.
+    self->reading_ = false;
+    uv_read_stop(s);
+    self->handler_->onStreamEof(*self);
+  } else {
+    self->handler_->onStreamError(*self, static_cast<int>(nread));
+  }
+}
+
+void Stream::write(Buffer data) {
+  if (closing_ || data.empty()) return;
+  queueWrite(data.data(), data.size(), &data, nullptr);
+}
+
+void Stream::write(std::string data) {
+  if (closing_ || data.empty()) return;
+  queueWrite(data.data(), data.size(), nullptr, &data);
+}
+
+void Stream::queueWrite(const char* p, size_t n, Buffer* b, std::string* s) {
+  if (writes_in_flight_ == 0 && !shutdown_started_) {
+    uv_buf_t ub = uv_buf_init(const_cast<char*>(p), static_cast<unsigned>(n));
+    int w = uv_try_write(uv(), &ub, 1);
+    if (w > 0) {
+      wrote(static_cast<size_t>(w));
+      if (static_cast<size_t>(w) == n) return;
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+    // UV_EAGAIN or another error: uv_write reports a real error through its callback.
+  }
+  auto* req = new WriteReq();
+  if (b != nullptr) {
+    // Keep the buffer alive; p points inside it.
+    req->buf = std::move(*b);
+  } else {
+    size_t off = static_cast<size_t>(p - s->data());
+    req->str = std::move(*s);
+    p = req->str.data() + off;
+  }
+  req->len = n;
+  req->req.data = this;
+  uv_buf_t ub = uv_buf_init(const_cast<char*>(p), static_cast<unsigned>(n));
+  int rc = uv_write(&req->req, uv(), &ub, 1, &Stream::onWriteCb);
+  if (rc != 0) {
+    // Only fails when the stream is no longer writable (already shut down or broken);
+    // the owner learns it from the read side (EOF/error). Drop the bytes.
+    delete req;
+    return;
+  }
+  ++writes_in_flight_;
+  pending_ += n;
+  if (pending_ >= high_water_) above_high_ = true;
+}
+
+void Stream::wrote(size_t n) {
+  bytes_out_ += n;
+  last_activity_ = loop_.now();
+}
+
+void Stream::onWriteCb(uv_write_t* r, int status) {
+  auto* req = reinterpret_cast<WriteReq*>(r);
+  auto* self = static_cast<Stream*>(r->data);
+  size_t n = req->len;
+  delete req;
+  self->pending_ -= n;
+  --self->writes_in_flight_;
+  if (self->closing_ || self->handler_ == nullptr) return;
+  if (status != 0) {
+    self->handler_->onStreamError(*self, status);
+    return;
+  }
+  self->wrote(n);
+  if (self->above_high_ && self->pending_ <= self->low_water_) {
+    self->above_high_ = false;
+    self->handler_->onStreamDrained(*self);
+  }
+}
+
+void Stream::shutdown() {
+  if (shutdown_requested_ || closing_) return;
+  shutdown_requested_ = true;
+  shutdown_started_ = true;
+  shutdown_req_.data = this;
+  // libuv runs the shutdown after every queued write.
+  uv_shutdown(&shutdown_req_, uv(), &Stream::onShutdownCb);
+}
+
+void Stream::onShutdownCb(uv_shutdown_t*, int) {}
+
+Address Stream::peerAddress() const {
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  auto* self = const_cast<Stream*>(this);
+  if (kind_ == Kind::kTcp) {
+    if (uv_tcp_getpeername(&self->h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+    return Address::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(len));
+  }
+  char path[256];
+  size_t n = sizeof(path);
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  if (uv_pipe_getpeername(&self->h_.pipe, path, &n) == 0 && n < sizeof(un.sun_path))
+    std::memcpy(un.sun_path, path, n);
+  else
+    n = 0;
+  return Address::fromSockaddr(reinterpret_cast<sockaddr*>(&un),
+                               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
+}
+
+Address Stream::localAddress() const {
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  auto* self = const_cast<Stream*>(this);
+  if (kind_ == Kind::kTcp) {
+    if (uv_tcp_getsockname(&self->h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+    return Address::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(len));
+  }
+  char path[256];
+  size_t n = sizeof(path);
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  if (uv_pipe_getsockname(&self->h_.pipe, path, &n) == 0 && n < sizeof(un.sun_path))
+    std::memcpy(un.sun_path, path, n);
+  else
+    n = 0;
+  return Address::fromSockaddr(reinterpret_cast<sockaddr*>(&un),
+                               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
+}
+
+void Stream::setNoDelay(bool on) {
+  if (kind_ == Kind::kTcp) uv_tcp_nodelay(&h_.tcp, on ? 1 : 0);
+}
+
+void Stream::close() {
+  if (closing_) return;
+  closing_ = true;
+  handler_ = nullptr;
+  if (reading_) uv_read_stop(uv());
+  reading_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(uv()), &Stream::onCloseCb);
+}
+
+void Stream::onCloseCb(uv_handle_t* h) {
+  auto* self = static_cast<Stream*>(h->data);
+  delete self;  // the one `delete this` for streams: after libuv is done with the handle
+}
+
+}  // namespace crescent::core

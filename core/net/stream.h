@@ -1,0 +1,138 @@
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/base/buffer.h"
+#include "core/net/address.h"
+#include "core/net/event_loop.h"
+
+namespace crescent::core {
+
+class Stream;
+
+/// Receives a Stream's events. Callbacks run on the loop thread; a handler may close
+/// the stream (or destroy its StreamPtr) from inside any callback.
+class StreamHandler {
+ public:
+  virtual ~StreamHandler() = default;
+  /// `data` holds the bytes read (ownership passes to the handler).
+  virtual void onStreamData(Stream& s, Buffer data) = 0;
+  /// The peer shut down its write side (FIN).
+  virtual void onStreamEof(Stream& s) = 0;
+  /// A read, write or connect failed (libuv error code, negative errno).
+  virtual void onStreamError(Stream& s, int uv_error) = 0;
+  /// Queued output fell to the low-water mark after having exceeded the high-water mark.
+  virtual void onStreamDrained(Stream& s) {}
+  /// An outgoing connect() finished; status 0 on success.
+  virtual void onStreamConnected(Stream& s, int status) {}
+};
+
+/// A TCP or UNIX stream socket (uv_tcp_t / uv_pipe_t) with pooled read buffers and
+/// write queueing (DESIGN §2): reads take a chunk from the thread's BufferPool only when
+/// data is there; writes try uv_try_write() first and queue the rest.
+///
+/// Lifetime: created with create(); owned through StreamPtr, whose deleter calls
+/// close(). close() disarms the handler (no callback after it), closes the handle, and
+/// the object deletes itself in the close callback — the only `delete this`.
+class Stream {
+ public:
+  enum class Kind { kTcp, kPipe };
+  struct Closer {
+    void operator()(Stream* s) const { s->close(); }
+  };
+
+  /// A new unconnected stream on `loop`. Never null (aborts on libuv init failure,
+  /// which only happens on programming errors).
+  static std::unique_ptr<Stream, Closer> create(EventLoop& loop, Kind kind);
+
+  Kind kind() const { return kind_; }
+  uv_stream_t* uv() { return reinterpret_cast<uv_stream_t*>(&h_); }
+  EventLoop& loop() { return loop_; }
+  void setHandler(StreamHandler* h) { handler_ = h; }
+
+  /// Accepts a pending connection from `server` into this stream. 0 or a libuv error.
+  int accept(uv_stream_t* server);
+  /// Starts connecting to `addr` (IP or UNIX path); onStreamConnected reports the result.
+  int connect(const Address& addr);
+
+  /// Starts/stops delivering onStreamData. Idempotent.
+  void readStart();
+  void readStop();
+  bool reading() const { return reading_; }
+
+  /// Queues bytes for sending. Never reports synchronously: errors arrive later through
+  /// onStreamError. Ownership of the buffer/string passes to the stream.
+  void write(Buffer data);
+  void write(std::string data);
+  /// Bytes accepted by write() and not yet handed to the kernel.
+  size_t pendingBytes() const { return pending_; }
+  /// Output above which callers should stop feeding this stream (back-pressure).
+  bool aboveHighWater() const { return pending_ >= high_water_; }
+  void setWaterMarks(size_t high, size_t low) {
+    high_water_ = high;
+    low_water_ = low;
+  }
+
+  /// Sends FIN once queued output is written. Idempotent.
+  void shutdown();
+  bool shutdownRequested() const { return shutdown_requested_; }
+
+  /// Loop time (ms) of the last read or completed write: for inactivity timeouts.
+  uint64_t lastActivity() const { return last_activity_; }
+  uint64_t bytesIn() const { return bytes_in_; }
+  uint64_t bytesOut() const { return bytes_out_; }
+
+  Address peerAddress() const;
+  Address localAddress() const;
+  void setNoDelay(bool on);
+
+  /// Disarms the handler and closes the handle; the object frees itself afterwards.
+  /// Queued writes are cancelled. Idempotent.
+  void close();
+  bool closing() const { return closing_; }
+
+ private:
+  Stream(EventLoop& loop, Kind kind);
+  ~Stream() = default;
+  struct WriteReq;
+
+  static void onAllocCb(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void onWriteCb(uv_write_t* req, int status);
+  static void onConnectCb(uv_connect_t* req, int status);
+  static void onShutdownCb(uv_shutdown_t* req, int status);
+  static void onCloseCb(uv_handle_t* h);
+  void queueWrite(const char* p, size_t n, Buffer* b, std::string* s);
+  void wrote(size_t n);
+
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h_;
+  EventLoop& loop_;
+  Kind kind_;
+  StreamHandler* handler_ = nullptr;
+  Buffer read_buf_;  // the chunk lent to libuv between alloc and read callbacks
+  size_t pending_ = 0;
+  size_t high_water_ = 64 * 1024;
+  size_t low_water_ = 16 * 1024;
+  bool above_high_ = false;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool shutdown_requested_ = false;
+  bool shutdown_started_ = false;
+  int writes_in_flight_ = 0;
+  uint64_t last_activity_ = 0;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+  uv_connect_t connect_req_{};
+  uv_shutdown_t shutdown_req_{};
+};
+
+using StreamPtr = std::unique_ptr<Stream, Stream::Closer>;
+
+}  // namespace crescent::core

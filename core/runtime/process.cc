@@ -1,0 +1,103 @@
+#include "core/runtime/process.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "core/base/log.h"
+#include "core/session/generation.h"
+
+namespace crescent::core {
+
+Process::Process(std::shared_ptr<const Config> config, ScriptRunnerFactory factory)
+    : config_(std::move(config)), factory_(std::move(factory)) {
+  counters_.maxconn = config_->global.maxconn;
+}
+
+Process::~Process() { closeListeners(); }
+
+Status Process::openListeners() {
+  for (size_t i = 0; i < config_->frontends.size(); ++i) {
+    const FrontendConfig& fe = config_->frontends[i];
+    for (const BindConfig& b : fe.binds) {
+      auto fd = openListenSocket(b.address);
+      if (!fd.ok())
+        return Status::error(fmt::format("{}:{}: frontend \"{}\": {}", config_->path, b.line,
+                                         fe.name, fd.message()));
+      ListenSocket s;
+      s.fd = *fd;
+      s.frontend_index = i;
+      s.unix_socket = b.address.isUnix();
+      s.address = b.address.isUnix() ? b.address : socketLocalAddress(*fd);
+      sockets_.push_back(s);
+    }
+  }
+  return Status();
+}
+
+void Process::closeListeners() {
+  for (auto& s : sockets_) {
+    if (s.fd >= 0) ::close(s.fd);
+    std::string path = s.unix_socket ? s.address.unixPath() : "";
+    if (!path.empty() && path[0] != '@') ::unlink(path.c_str());
+    s.fd = -1;
+  }
+  sockets_.clear();
+}
+
+int Process::run() {
+  ::signal(SIGPIPE, SIG_IGN);
+  if (Status st = openListeners(); !st.ok()) {
+    logError("{}", st.message());
+    return 1;
+  }
+  int threads = config_->global.threads;
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto gen = std::make_shared<Generation>(1, config_);
+  for (int i = 0; i < threads; ++i) {
+    auto w = std::make_unique<Worker>(i + 1, counters_, factory_);
+    Status st = w->start(gen, sockets_);
+    workers_.push_back(std::move(w));
+    if (!st.ok()) {
+      logError("{}", st.message());
+      for (auto& x : workers_) x->stop();
+      for (auto& x : workers_) x->join();
+      workers_.clear();
+      return 1;
+    }
+  }
+  std::string binds, backends;
+  for (const auto& s : sockets_) binds += " " + s.address.toString();
+  for (const auto& b : config_->backends) backends += " " + b.name;
+  logInfo("ready: {} thread{}, binds{}, backends{}", threads, threads == 1 ? "" : "s", binds,
+          backends.empty() ? " (none)" : backends);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  loop_ = &loop;
+  uv_signal_init(&loop, &sigint_);
+  uv_signal_init(&loop, &sigterm_);
+  sigint_.data = sigterm_.data = this;
+  uv_signal_start(&sigint_, &Process::onSignal, SIGINT);
+  uv_signal_start(&sigterm_, &Process::onSignal, SIGTERM);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  loop_ = nullptr;
+
+  for (auto& w : workers_) w->join();
+  workers_.clear();
+  closeListeners();
+  logInfo("stopped");
+  return 0;
+}
+
+void Process::onSignal(uv_signal_t* h, int signum) {
+  auto* self = static_cast<Process*>(h->data);
+  logInfo("{}: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  for (auto& w : self->workers_) w->stop();
+  uv_close(reinterpret_cast<uv_handle_t*>(&self->sigint_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&self->sigterm_), nullptr);
+}
+
+}  // namespace crescent::core

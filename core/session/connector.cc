@@ -1,0 +1,97 @@
+#include "core/session/connector.h"
+
+#include "core/base/log.h"
+
+namespace crescent::core {
+
+Connector::Connector(EventLoop& loop, WorkerGeneration& wg, size_t backend_index, Owner& owner)
+    : loop_(loop),
+      wg_(wg),
+      backend_(wg.gen().backend(backend_index)),
+      owner_(owner),
+      timer_(Timer::create(loop, &Connector::onTimer, this)) {}
+
+Connector::~Connector() {
+  // An abandoned attempt gives its slot back; a delivered connection's slot is the owner's.
+  if (server_ != nullptr) server_->release();
+}
+
+void Connector::start(Server* acquired) {
+  started_at_ = loop_.now();
+  Server* s = acquired;
+  if (s == nullptr) {
+    s = wg_.balancer(backend_.index()).pick();
+    if (s == nullptr) return fail(ConnectFailure::kNoServer);
+    s->acquire();
+  }
+  attempt(s);
+}
+
+void Connector::attempt(Server* server) {
+  server_ = server;
+  ++attempts_;
+  const Address& addr = server->config().address;
+  stream_ = Stream::create(loop_, addr.isUnix() ? Stream::Kind::kPipe : Stream::Kind::kTcp);
+  stream_->setHandler(this);
+  int rc = stream_->connect(addr);
+  if (rc != 0) {
+    // Synchronous failure (e.g. no route): treat like a refused attempt, on a later turn
+    // through a zero timer so the owner never sees a re-entrant callback.
+    stream_.reset();
+    timer_->start(0);
+    return;
+  }
+  uint64_t t = backend_.config().timeout.connect;
+  if (t > 0) timer_->start(t);
+}
+
+void Connector::onStreamConnected(Stream& s, int status) {
+  if (status != 0) return retry(false);
+  timer_->stop();
+  StreamPtr out = std::move(stream_);
+  out->setHandler(nullptr);
+  out->setNoDelay(true);
+  Server* srv = server_;
+  server_ = nullptr;  // the owner holds the slot now
+  owner_.onConnected(std::move(out), *srv);  // may destroy us: last statement
+}
+
+void Connector::onTimer(void* ctx) {
+  auto* self = static_cast<Connector*>(ctx);
+  self->retry(self->stream_ != nullptr);
+}
+
+void Connector::retry(bool timed_out) {
+  timer_->stop();
+  stream_.reset();
+  server_->countConnectError();
+  const BackendConfig& cfg = backend_.config();
+  if (attempts_ > cfg.retries) {
+    logWarning("backend \"{}\": server \"{}\": connect {} after {} attempt(s)", cfg.name,
+               server_->name(), timed_out ? "timed out" : "failed", attempts_);
+    return fail(timed_out ? ConnectFailure::kTimeout : ConnectFailure::kError);
+  }
+  server_->countRetry();
+  Server* next = server_;
+  if (cfg.redispatch && attempts_ == cfg.retries) {
+    // Last attempt: another server if there is one (HAProxy's redispatch).
+    Server* other = wg_.balancer(backend_.index()).pick(server_);
+    if (other != nullptr && other != server_) {
+      server_->release();
+      other->acquire();
+      next = other;
+    }
+  }
+  attempt(next);
+}
+
+void Connector::fail(ConnectFailure why) {
+  Server* last = server_;
+  if (server_ != nullptr) {
+    server_->release();
+    server_ = nullptr;
+  }
+  owner_.onConnectFailed(why, last);  // may destroy us: last statement
+}
+
+}  // namespace crescent::core

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstdint>
+
+#include "core/net/stream.h"
+#include "core/net/timer.h"
+#include "core/session/generation.h"
+
+namespace crescent::core {
+
+/// Why no server connection could be made, for the status and the termination state.
+enum class ConnectFailure {
+  kNoServer,  ///< no usable server (all weight 0, full, or none): 503, "SC"
+  kError,     ///< refused/unreachable after every retry: 502, "SC"
+  kTimeout,   ///< `timeout connect` after every retry: 504, "sC"
+};
+
+/// Picks a server with the backend's balancer and connects to it, with `timeout connect`
+/// per attempt, `retries` further attempts, and `redispatch` (the last attempt goes to
+/// another server). Holds the chosen server's slot (Server::acquire) from pick to the end
+/// of the owner's use: the owner releases it.
+class Connector : private StreamHandler {
+ public:
+  class Owner {
+   public:
+    virtual ~Owner() = default;
+    /// Connected: the owner takes the stream (handler unset) and the server slot.
+    virtual void onConnected(StreamPtr stream, Server& server) = 0;
+    /// Failed; `last` is the last server tried (its slot already released), or null.
+    virtual void onConnectFailed(ConnectFailure why, Server* last) = 0;
+  };
+
+  Connector(EventLoop& loop, WorkerGeneration& wg, size_t backend_index, Owner& owner);
+  ~Connector() override;
+
+  /// Starts with a server chosen by the balancer, or with `acquired` when given: a server
+  /// the caller picked and acquired already (the connector then owns that slot).
+  void start(Server* acquired = nullptr);
+  /// Attempts made so far beyond the first (the log's retries field).
+  int retries() const { return attempts_ > 0 ? attempts_ - 1 : 0; }
+  /// Loop time when the first attempt started / when the connection was established.
+  uint64_t startedAt() const { return started_at_; }
+
+ private:
+  void attempt(Server* server);
+  void fail(ConnectFailure why);
+  void onStreamData(Stream&, Buffer) override {}
+  void onStreamEof(Stream&) override {}
+  void onStreamError(Stream&, int) override {}
+  void onStreamConnected(Stream& s, int status) override;
+  static void onTimer(void* ctx);
+  void retry(bool timed_out);
+
+  EventLoop& loop_;
+  WorkerGeneration& wg_;
+  Backend& backend_;
+  Owner& owner_;
+  StreamPtr stream_;
+  TimerPtr timer_;
+  Server* server_ = nullptr;
+  int attempts_ = 0;
+  uint64_t started_at_ = 0;
+};
+
+}  // namespace crescent::core

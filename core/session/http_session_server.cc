@@ -1,0 +1,344 @@
+// The server half of HttpSession: connecting, forwarding the request, reading and
+// forwarding the response, tunnels.
+#include <fmt/format.h>
+
+#include "core/backend/connection_pool.h"
+#include "core/base/log.h"
+#include "core/session/http_session.h"
+
+namespace crescent::core {
+
+void HttpSession::connectToServer() {
+  state_ = State::kConnecting;
+  t_connect_start_ = w_.loop().now();
+  armTimer();
+  Server* s = wg_->balancer(backend_).pick();
+  if (s == nullptr) {
+    logWarning("backend \"{}\": 503: no server available", wg_->config().backends[backend_].name);
+    return sendError(503, "SC");
+  }
+  s->acquire();
+  if (!retried_fresh_) {
+    StreamPtr idle = w_.pool().take(s);
+    if (idle) {
+      reused_conn_ = true;
+      return onConnected(std::move(idle), *s);
+    }
+  }
+  reused_conn_ = false;
+  connector_ = std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
+  connector_->start(s);
+}
+
+void HttpSession::onConnected(StreamPtr stream, Server& server) {
+  if (connector_) retries_ += connector_->retries();
+  t_connected_ = w_.loop().now();
+  srv_ = &server;
+  log_srv_ = &server;
+  server_ = std::move(stream);
+  server_->setHandler(this);
+  server_->readStart();
+  state_ = State::kExchange;
+  sendRequestHead();
+  armTimer();
+  client_->readStart();
+  processClient();  // body bytes that arrived with the head, or while connecting
+}
+
+void HttpSession::onConnectFailed(ConnectFailure why, Server*) {
+  if (connector_) retries_ += connector_->retries();
+  switch (why) {
+    case ConnectFailure::kNoServer: return sendError(503, "SC");
+    case ConnectFailure::kError: return sendError(502, "SC");
+    case ConnectFailure::kTimeout: return sendError(504, "sC");
+  }
+}
+
+void HttpSession::sendRequestHead() {
+  const BackendConfig& be = wg_->config().backends[backend_];
+  // Work on a copy of the field list so a retry on a fresh connection can resend.
+  HttpHead fwd;
+  fwd.method = req_.method;
+  fwd.target = req_.target;
+  fwd.version_minor = req_.version_minor;
+  fwd.headers = req_.headers;
+  http1::removeHopByHop(fwd, req_framing_.upgrade);
+  if (req_framing_.upgrade && req_.method != "CONNECT") fwd.add("connection", "upgrade");
+  if (fe_->forwardfor || be.forwardfor) fwd.add("x-forwarded-for", src_.isIp() ? src_.ip() : "unix");
+  std::string out;
+  out.reserve(req_buf_.size() + 128);
+  http1::serializeRequestHead(fwd, out);
+  server_->write(std::move(out));
+}
+
+void HttpSession::forwardRequestBody() {
+  Buffer& front = client_in_.front();
+  size_t n = req_body_.feed(front.data(), front.size());
+  if (req_body_.state() == http1::BodyDecoder::State::kError) {
+    logWarning("frontend \"{}\": 400 from {}: {}", fe_->name, src_.toString(), req_body_.error().reason);
+    if (!resp_head_done_) return sendError(400, "PR");
+    return abortExchange("PD");
+  }
+  if (n == front.size()) {
+    server_->write(std::move(front));
+    client_in_.pop_front();
+  } else {
+    Buffer part = BufferPool::local().take();
+    part.append(front.view().substr(0, n));
+    front.consume(n);
+    server_->write(std::move(part));
+  }
+  if (server_->aboveHighWater()) client_->readStop();  // resumed in onStreamDrained
+  if (req_body_.done()) {
+    req_done_ = true;
+    endExchange();
+  }
+}
+
+void HttpSession::onServerData(Buffer data) {
+  if (state_ != State::kExchange) return;
+  if (!resp_head_done_) {
+    if (!readResponseHead(data)) return;
+  }
+  if (!data.empty()) forwardResponseBody(std::move(data));
+}
+
+// Accumulates response head bytes; on a complete head, handles it and leaves the bytes
+// after it in `data`. Returns false while the head is incomplete or on error.
+bool HttpSession::readResponseHead(Buffer& data) {
+  if (!resp_buf_) {
+    resp_buf_ = std::move(data);
+  } else {
+    resp_buf_.compact();
+    size_t n = resp_buf_.append(data.view());
+    data.consume(n);
+    if (!data.empty()) {
+      logWarning("backend \"{}\": 502: response head too large", wg_->config().backends[backend_].name);
+      sendError(502, "PH");
+      return false;
+    }
+    data.release();
+  }
+  for (;;) {
+    http1::Error err;
+    auto r = resp_parser_.parseResponse(resp_buf_.view(), resp_, err);
+    if (r == http1::ParseResult::kIncomplete) {
+      if (resp_buf_.tailroom() == 0) {
+        sendError(502, "PH");
+      }
+      return false;
+    }
+    if (r == http1::ParseResult::kError) {
+      logWarning("backend \"{}\": 502: invalid response from server \"{}\": {}",
+                 wg_->config().backends[backend_].name, srv_ ? srv_->name() : "?", err.reason);
+      sendError(502, "PH");
+      return false;
+    }
+    size_t head_len = resp_parser_.headLength();
+    Buffer rest;
+    if (resp_buf_.size() > head_len) {
+      rest = BufferPool::local().take();
+      rest.append(resp_buf_.view().substr(head_len));
+    }
+    if (resp_.status >= 100 && resp_.status < 200 && resp_.status != 101) {
+      // Interim response (100 Continue, 103): pass it on to HTTP/1.1 clients, then wait for
+      // the final one.
+      if (req_.version_minor >= 1) {
+        std::string out;
+        http1::serializeResponseHead(resp_, out);
+        writeClient(std::move(out));
+      }
+      resp_parser_.reset();
+      resp_.clear();
+      resp_buf_ = std::move(rest);
+      if (!resp_buf_) return false;
+      continue;
+    }
+    onResponseHead(std::move(rest));
+    return false;  // onResponseHead forwarded whatever followed the head
+  }
+}
+
+void HttpSession::onResponseHead(Buffer rest) {
+  t_resp_ = w_.loop().now();
+  resp_head_done_ = true;
+  status_ = resp_.status;
+  http1::Error err;
+  if (!http1::analyzeResponse(resp_, req_.method, resp_framing_, err)) {
+    logWarning("backend \"{}\": 502: invalid response from server \"{}\": {}",
+               wg_->config().backends[backend_].name, srv_ ? srv_->name() : "?", err.reason);
+    resp_head_done_ = false;
+    return sendError(502, "PH");
+  }
+  bool tunnel = resp_framing_.upgrade && (resp_.status == 101 || req_.method == "CONNECT");
+  if (resp_framing_.body == http1::BodyKind::kUntilClose) client_keep_alive_ = false;
+  dechunk_ = resp_framing_.body == http1::BodyKind::kChunked && req_.version_minor == 0;
+  if (dechunk_) client_keep_alive_ = false;
+
+  http1::removeHopByHop(resp_, tunnel);
+  if (dechunk_) resp_.remove("transfer-encoding");
+  if (tunnel) {
+    if (resp_.status == 101) resp_.add("connection", "upgrade");
+  } else if (!client_keep_alive_) {
+    resp_.add("connection", "close");
+  } else if (req_.version_minor == 0) {
+    resp_.add("connection", "keep-alive");
+  }
+  int version = resp_.version_minor;
+  resp_.version_minor = 1;
+  std::string out;
+  out.reserve(resp_buf_.size() + 64);
+  http1::serializeResponseHead(resp_, out);
+  resp_.version_minor = version;
+  writeClient(std::move(out));
+  resp_buf_.release();
+
+  if (tunnel) return startTunnel(std::move(rest));
+  resp_body_.reset(resp_framing_.body, resp_framing_.content_length);
+  if (resp_body_.done()) {
+    resp_done_ = true;
+    if (rest && !rest.empty()) server_reusable_ = false;  // bytes after a bodiless response
+    return endExchange();
+  }
+  if (rest && !rest.empty()) forwardResponseBody(std::move(rest));
+}
+
+void HttpSession::forwardResponseBody(Buffer data) {
+  if (resp_done_) {
+    server_reusable_ = false;  // the server sent more than the response
+    return;
+  }
+  size_t n;
+  if (dechunk_) {
+    struct Sink : http1::BodySink {
+      HttpSession* self;
+      void onData(std::string_view d) override {
+        Buffer b = BufferPool::local().take();
+        b.append(d);
+        self->writeClient(std::move(b));
+      }
+    } sink;
+    sink.self = this;
+    n = resp_body_.feed(data.data(), data.size(), &sink);
+  } else {
+    n = resp_body_.feed(data.data(), data.size());
+    if (n == data.size()) {
+      writeClient(std::move(data));
+    } else {
+      Buffer part = BufferPool::local().take();
+      part.append(data.view().substr(0, n));
+      writeClient(std::move(part));
+    }
+  }
+  if (resp_body_.state() == http1::BodyDecoder::State::kError) {
+    logWarning("backend \"{}\": invalid response body from server \"{}\": {}",
+               wg_->config().backends[backend_].name, srv_ ? srv_->name() : "?",
+               resp_body_.error().reason);
+    return abortExchange("SD");
+  }
+  if (n < data.size() && !dechunk_) server_reusable_ = false;
+  if (resp_body_.done()) {
+    resp_done_ = true;
+    return endExchange();
+  }
+  if (client_->aboveHighWater()) server_->readStop();  // resumed in onStreamDrained
+}
+
+void HttpSession::onServerEof() {
+  server_reusable_ = false;
+  if (!resp_head_done_) {
+    if (retryOnFreshConnection()) return;
+    logWarning("backend \"{}\": 502: server \"{}\" closed the connection without a response",
+               wg_->config().backends[backend_].name, srv_ ? srv_->name() : "?");
+    return sendError(502, "SH");
+  }
+  resp_body_.finish();
+  if (resp_body_.done()) {
+    resp_done_ = true;
+    return endExchange();
+  }
+  abortExchange("SD");
+}
+
+// A pooled connection may have been closed by the server just as we reused it. When
+// nothing of the response came back and the request can be sent again (no body sent),
+// retry once on a fresh connection instead of failing the client.
+bool HttpSession::retryOnFreshConnection() {
+  if (!reused_conn_ || retried_fresh_ || resp_head_done_ || resp_buf_) return false;
+  if (req_framing_.body != http1::BodyKind::kNone) return false;
+  retried_fresh_ = true;
+  reused_conn_ = false;
+  releaseServer(false);
+  connectToServer();
+  return true;
+}
+
+void HttpSession::startTunnel(Buffer to_client) {
+  state_ = State::kTunnel;
+  timer_->stop();
+  const BackendConfig& be = wg_->config().backends[backend_];
+  TunnelTimeouts t;
+  t.tunnel = be.timeout.tunnel;
+  t.client = fe_->timeout.client;
+  t.server = be.timeout.server;
+  t.client_fin = fe_->timeout.client_fin;
+  t.server_fin = be.timeout.server_fin;
+  // Bytes the client already sent after its request head go to the server first.
+  Buffer to_server;
+  if (!client_in_.empty()) {
+    to_server = std::move(client_in_.front());
+    client_in_.pop_front();
+    while (!client_in_.empty()) {
+      server_->write(std::move(to_server));
+      to_server = std::move(client_in_.front());
+      client_in_.pop_front();
+    }
+  }
+  tunnel_ = std::make_unique<Tunnel>(w_.loop(), *client_, *server_, t, static_cast<Tunnel::Owner&>(*this));
+  tunnel_->start(std::move(to_server), std::move(to_client));
+}
+
+void HttpSession::onTunnelEnd(TunnelEnd why) {
+  switch (why) {
+    case TunnelEnd::kClosed: term_ = "--"; break;
+    case TunnelEnd::kClientAbort: term_ = "CD"; break;
+    case TunnelEnd::kServerAbort: term_ = "SD"; break;
+    case TunnelEnd::kClientTimeout: term_ = "cD"; break;
+    case TunnelEnd::kServerTimeout: term_ = "sD"; break;
+  }
+  logExchange();
+  finish();
+}
+
+void HttpSession::releaseServer(bool reusable) {
+  if (server_) {
+    if (reusable && srv_ != nullptr && server_->pendingBytes() == 0 && !server_->closing()) {
+      w_.pool().give(srv_, std::move(server_));
+    } else {
+      server_.reset();
+    }
+  }
+  if (srv_ != nullptr) {
+    srv_->release();
+    srv_ = nullptr;
+  }
+}
+
+// Something failed mid-exchange after (part of) the response may have gone out: no error
+// page can be sent any more; log and close both sides.
+void HttpSession::abortExchange(const char* term) {
+  if (!resp_head_done_ && state_ != State::kService) {
+    // Nothing sent yet: the client still gets a proper answer.
+    if (term[0] == 'C' || term[0] == 'c') {
+      term_ = term;
+      logExchange();
+      return finish();
+    }
+    return sendError(term[0] == 's' ? 504 : 502, term);
+  }
+  term_ = term;
+  logExchange();
+  finish();
+}
+
+}  // namespace crescent::core

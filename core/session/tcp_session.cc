@@ -1,0 +1,99 @@
+#include "core/session/tcp_session.h"
+
+#include <fmt/format.h>
+
+#include "core/base/log.h"
+#include "core/session/routing.h"
+#include "core/session/traffic_log.h"
+
+namespace crescent::core {
+
+TcpSession::TcpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, size_t fe_index,
+                       StreamPtr client)
+    : w_(w),
+      wg_(std::move(wg)),
+      fe_(wg_->config().frontends[fe_index]),
+      fe_index_(fe_index),
+      client_(std::move(client)) {
+  wg_->gen().frontendStats(fe_index_).cur.fetch_add(1, std::memory_order_relaxed);
+}
+
+TcpSession::~TcpSession() {
+  wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
+  tunnel_.reset();
+  connector_.reset();
+  if (srv_ != nullptr) srv_->release();
+  if (backend_ >= 0) wg_->gen().backend(backend_).release();
+}
+
+void TcpSession::start() {
+  accept_ms_ = w_.loop().now();
+  accept_wall_ = wallClockMs();
+  src_ = client_->peerAddress();
+  dst_ = client_->localAddress();
+  AclSample sample;
+  sample.src = &src_;
+  sample.dst = &dst_;
+  backend_ = selectBackend(fe_, sample);
+  if (backend_ < 0) return finish("SC");
+  wg_->gen().backend(backend_).acquire();
+  connector_ = std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
+  connector_->start();
+}
+
+void TcpSession::onConnected(StreamPtr stream, Server& server) {
+  connected_ms_ = w_.loop().now();
+  srv_ = &server;
+  server_ = std::move(stream);
+  const BackendConfig& be = wg_->config().backends[backend_];
+  TunnelTimeouts t;
+  t.tunnel = be.timeout.tunnel;
+  t.client = fe_.timeout.client;
+  t.server = be.timeout.server;
+  t.client_fin = fe_.timeout.client_fin;
+  t.server_fin = be.timeout.server_fin;
+  tunnel_ = std::make_unique<Tunnel>(w_.loop(), *client_, *server_, t, static_cast<Tunnel::Owner&>(*this));
+  tunnel_->start(Buffer(), Buffer());
+}
+
+void TcpSession::onConnectFailed(ConnectFailure why, Server*) {
+  finish(why == ConnectFailure::kTimeout ? "sC" : "SC");
+}
+
+void TcpSession::onTunnelEnd(TunnelEnd why) {
+  switch (why) {
+    case TunnelEnd::kClosed: return finish("--");
+    case TunnelEnd::kClientAbort: return finish("CD");
+    case TunnelEnd::kServerAbort: return finish("SD");
+    case TunnelEnd::kClientTimeout: return finish("cD");
+    case TunnelEnd::kServerTimeout: return finish("sD");
+  }
+}
+
+void TcpSession::abort() { finish("KD"); }
+
+void TcpSession::finish(const char* state) {
+  if (done_) return;
+  done_ = true;
+  if (fe_.log) {
+    uint64_t now = w_.loop().now();
+    std::string be = backend_ >= 0 ? wg_->config().backends[backend_].name : fe_.name;
+    std::string sv = srv_ != nullptr ? srv_->name() : "<NOSRV>";
+    int64_t tc = connected_ms_ ? static_cast<int64_t>(connected_ms_ - accept_ms_) : -1;
+    uint64_t bytes = client_ ? client_->bytesOut() : 0;
+    logTraffic(fmt::format("{}:{} [{}] {} {}/{} 0/{}/{} {} {} {}/{}/{}/{}/{} 0/0", src_.ip(),
+                           src_.port(), formatLogDate(accept_wall_), fe_.name, be, sv, tc,
+                           now - accept_ms_, bytes, state, w_.counters().actconn.load(),
+                           wg_->gen().frontendStats(fe_index_).cur.load(),
+                           backend_ >= 0 ? wg_->gen().backend(backend_).current() : 0,
+                           srv_ != nullptr ? srv_->current() : 0,
+                           connector_ ? connector_->retries() : 0));
+  }
+  // Closing the streams disarms every callback; the tunnel and connector die with us on a
+  // later loop turn (never inside their own callbacks).
+  client_.reset();
+  server_.reset();
+  w_.endSession(this);
+}
+
+}  // namespace crescent::core

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include "core/net/stream.h"
+#include "core/session/connector.h"
+#include "core/session/tunnel.h"
+#include "core/session/worker_context.h"
+
+namespace crescent::core {
+
+/// A TCP-mode session (DESIGN §4): accept, pick a backend (use_backend rules on `src` /
+/// `dst_port`, then default_backend), connect with retries, then a Tunnel until both sides
+/// finish or a timeout fires. Ends with one tcplog line.
+///
+/// Lifetime: created by the worker on accept, linked into the worker's session list, and
+/// handed to WorkerContext::endSession() when done (deleted on a later loop turn).
+class TcpSession final : public Session, private Connector::Owner, private Tunnel::Owner {
+ public:
+  TcpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, size_t frontend_index,
+             StreamPtr client);
+  ~TcpSession() override;
+
+  void start();
+  void abort() override;
+
+ private:
+  void onConnected(StreamPtr stream, Server& server) override;
+  void onConnectFailed(ConnectFailure why, Server* last) override;
+  void onTunnelEnd(TunnelEnd why) override;
+  void finish(const char* state);
+
+  WorkerContext& w_;
+  std::shared_ptr<WorkerGeneration> wg_;  // keeps the generation alive while we run
+  const FrontendConfig& fe_;
+  size_t fe_index_;
+  StreamPtr client_;
+  StreamPtr server_;
+  std::unique_ptr<Connector> connector_;
+  std::unique_ptr<Tunnel> tunnel_;
+  Server* srv_ = nullptr;
+  int backend_ = -1;
+  Address src_, dst_;
+  uint64_t accept_ms_ = 0, accept_wall_ = 0, connected_ms_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace crescent::core
