@@ -1,0 +1,519 @@
+"""Shared fixtures for crescent's integration tests.
+
+Everything here runs real processes on 127.0.0.1: the crescent binary under test
+($CRESCENT_BIN), nginx, MariaDB and a Python WebSocket server. Each process gets free
+ports, its own files under the test's tmp_path, a bounded wait until it accepts
+connections, and is stopped (and checked) when the test ends, even when it fails.
+No test sleeps to wait for something that can be polled.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SOURCE_DIR = Path(os.environ.get("CRESCENT_SOURCE_DIR") or HERE.parents[1])
+CRESCENT_BIN = os.environ.get("CRESCENT_BIN") or str(SOURCE_DIR / "build" / "crescent")
+EXAMPLES = SOURCE_DIR / "examples"
+PYTHON = "/usr/bin/python3"  # Debian's, with python3-websockets
+
+# Under the sanitizers everything is slower: scale the waits, not the assertions.
+SLOW = 3 if os.environ.get("ASAN_OPTIONS") else 1
+START_TIMEOUT = 15 * SLOW
+STOP_TIMEOUT = 15 * SLOW
+
+
+# ---------------------------------------------------------------------------
+# Ports and polling
+
+
+def free_port():
+    """A port that was free a moment ago on 127.0.0.1 (bind port 0, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def addr(port):
+    return f"127.0.0.1:{port}"
+
+
+def can_connect(port, host="127.0.0.1"):
+    """Connects and closes. Returns the local port used (truthy), or None."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as s:
+            return s.getsockname()[1]
+    except OSError:
+        return None
+
+
+def wait_until(predicate, timeout, what, interval=0.02):
+    """Polls predicate() until it returns a truthy value or timeout seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# Traffic log lines (HAProxy httplog / tcplog shape)
+
+_DATE = r"\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}\.\d{3}"
+HTTPLOG_RE = re.compile(
+    r"^(?P<client>\S+):(?P<client_port>\d+) \[(?P<date>" + _DATE + r")\] "
+    r"(?P<frontend>\S+) (?P<backend>[^/\s]+)/(?P<server>\S+) "
+    r"(?P<TR>-?\d+)/(?P<Tw>-?\d+)/(?P<Tc>-?\d+)/(?P<Tr>-?\d+)/(?P<Ta>\+?-?\d+) "
+    r"(?P<status>-?\d+) (?P<bytes>\+?\d+) (?P<req_cookie>\S+) (?P<resp_cookie>\S+) "
+    r"(?P<state>\S{4}) "
+    r"(?P<actconn>\d+)/(?P<feconn>\d+)/(?P<beconn>\d+)/(?P<srv_conn>\d+)/(?P<retries>\+?\d+) "
+    r"(?P<srv_queue>\d+)/(?P<backend_queue>\d+) "
+    r'"(?P<request>.*)"$'
+)
+TCPLOG_RE = re.compile(
+    r"^(?P<client>\S+):(?P<client_port>\d+) \[(?P<date>" + _DATE + r")\] "
+    r"(?P<frontend>\S+) (?P<backend>[^/\s]+)/(?P<server>\S+) "
+    r"(?P<Tw>-?\d+)/(?P<Tc>-?\d+)/(?P<Tt>\+?-?\d+) (?P<bytes>\+?\d+) (?P<state>\S{2}) "
+    r"(?P<actconn>\d+)/(?P<feconn>\d+)/(?P<beconn>\d+)/(?P<srv_conn>\d+)/(?P<retries>\+?\d+) "
+    r"(?P<srv_queue>\d+)/(?P<backend_queue>\d+)$"
+)
+
+
+def parse_httplog(line):
+    m = HTTPLOG_RE.match(line)
+    if not m:
+        return None
+    d = m.groupdict()
+    d["status"] = int(d["status"])
+    return d
+
+
+def parse_tcplog(line):
+    m = TCPLOG_RE.match(line)
+    return m.groupdict() if m else None
+
+
+# ---------------------------------------------------------------------------
+# Processes
+
+
+class Process:
+    """A child process with stdout/stderr captured to files under `workdir`."""
+
+    def __init__(self, name, argv, workdir, env=None, cwd=None):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.stdout_path = self.workdir / f"{name}.stdout"
+        self.stderr_path = self.workdir / f"{name}.stderr"
+        full_env = dict(os.environ)
+        full_env.update({k: str(v) for k, v in (env or {}).items()})
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
+            env=full_env,
+            cwd=cwd or self.workdir,
+        )
+        self.returncode = None
+        self.probe_ports = set()  # client ports of the readiness probes
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def stdout(self):
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self):
+        return self.stderr_path.read_text(errors="replace")
+
+    def describe(self, tail=4000):
+        return (
+            f"--- {self.name} {' '.join(self.argv)}\n"
+            f"--- stdout ({self.stdout_path}):\n{self.stdout()[-tail:]}\n"
+            f"--- stderr ({self.stderr_path}):\n{self.stderr()[-tail:]}"
+        )
+
+    def wait_ready(self, ports, timeout=START_TIMEOUT):
+        """Polls until every port accepts a connection; fails if the process exits."""
+        deadline = time.monotonic() + timeout
+        pending = list(ports)
+        while pending:
+            if not self.running():
+                raise AssertionError(
+                    f"{self.name} exited with {self.proc.returncode} before listening on "
+                    f"{pending}\n{self.describe()}"
+                )
+            local = can_connect(pending[0])
+            if local:
+                self.probe_ports.add(str(local))
+                pending.pop(0)
+                continue
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"{self.name} not listening on {pending} after {timeout}s\n{self.describe()}"
+                )
+            time.sleep(0.02)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Sends sig, waits (bounded), kills if it does not exit. Returns the exit code."""
+        if self.returncode is not None:
+            return self.returncode
+        if self.running():
+            try:
+                self.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                self.returncode = "killed (did not exit after signal)"
+        if self.returncode is None:
+            self.returncode = self.proc.returncode
+        self._out.close()
+        self._err.close()
+        return self.returncode
+
+
+class Crescent(Process):
+    """The binary under test. stdout carries traffic log lines, stderr diagnostics."""
+
+    def __init__(self, config, workdir, env=None, args=(), name="crescent"):
+        self.config = Path(config)
+        super().__init__(name, [CRESCENT_BIN, *args, "-f", self.config], workdir, env=env)
+
+    def log_lines(self):
+        return [l for l in self.stdout().splitlines() if l.strip()]
+
+    def http_logs(self):
+        """Parsed httplog lines, without those of the readiness probes."""
+        return [
+            d for d in map(parse_httplog, self.log_lines())
+            if d and d["client_port"] not in self.probe_ports
+        ]
+
+    def tcp_logs(self):
+        """Parsed tcplog lines, without those of the readiness probes."""
+        return [
+            d for d in map(parse_tcplog, self.log_lines())
+            if d and d["client_port"] not in self.probe_ports
+        ]
+
+    def wait_http_log(self, predicate, timeout=5 * SLOW, what="an httplog line"):
+        """Returns the first parsed httplog line matching predicate (bounded wait)."""
+
+        def find():
+            for d in self.http_logs():
+                if predicate(d):
+                    return d
+            return None
+
+        try:
+            return wait_until(find, timeout, what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.describe()}") from None
+
+    def wait_tcp_log(self, predicate, timeout=5 * SLOW, what="a tcplog line"):
+        def find():
+            for d in self.tcp_logs():
+                if predicate(d):
+                    return d
+            return None
+
+        try:
+            return wait_until(find, timeout, what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.describe()}") from None
+
+
+def run_crescent(args, env=None, unset=(), timeout=30 * SLOW):
+    """Runs crescent to completion (for -c, --version, -h). `env` is added to the
+    environment, the names in `unset` are removed from it."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    for name in unset:
+        full_env.pop(name, None)
+    return subprocess.run(
+        [CRESCENT_BIN, *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _failed(request):
+    rep = getattr(request.node, "rep_call", None)
+    return rep is None or rep.failed
+
+
+@pytest.fixture
+def port():
+    """A function returning a fresh free port each call."""
+    return free_port
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """write_config(text, name="crescent.lua") -> Path of the written file."""
+
+    def write(text, name="crescent.lua"):
+        p = tmp_path / name
+        p.write_text(text)
+        return p
+
+    return write
+
+
+@pytest.fixture
+def crescent(request, tmp_path):
+    """crescent(config, ports=[...], env={...}, args=[...]) starts the binary and waits
+    until every port in `ports` accepts. `config` is a Path or the text of a config.
+    At teardown each instance gets SIGTERM and must exit 0 (nothing leaked under ASan)."""
+    started = []
+
+    def start(config, ports=(), env=None, args=(), name=None):
+        name = name or f"crescent{len(started) + 1}"
+        if not isinstance(config, Path):
+            p = tmp_path / f"{name}.lua"
+            p.write_text(config)
+            config = p
+        c = Crescent(config, tmp_path, env=env, args=args, name=name)
+        started.append(c)
+        c.wait_ready(ports)
+        return c
+
+    yield start
+
+    problems = []
+    for c in started:
+        was_running = c.running()
+        rc = c.stop()
+        if not was_running and c.returncode != 0:
+            problems.append(f"{c.name} exited on its own with {rc}\n{c.describe()}")
+        elif rc != 0:
+            problems.append(f"{c.name}: SIGTERM -> exit code {rc}, expected 0\n{c.describe()}")
+        elif _failed(request):
+            print(c.describe())
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+# ---------------------------------------------------------------------------
+# nginx
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    log_format t '$remote_addr conn=$connection reqs=$connection_requests "$request" '
+                 '$status $body_bytes_sent xff="$http_x_forwarded_for"';
+    access_log {prefix}/access.log t;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    default_type application/octet-stream;
+    keepalive_requests 10000;
+    keepalive_timeout 60s;
+    server {{
+        listen 127.0.0.1:{port};
+        root {prefix}/html;
+        location = /xff {{
+            default_type text/plain;
+            return 200 "xff=$http_x_forwarded_for\\n";
+        }}
+        location = /conn {{
+            default_type text/plain;
+            return 200 "conn=$connection reqs=$connection_requests\\n";
+        }}
+        location /upload/ {{
+            dav_methods PUT;
+            create_full_put_path on;
+            client_max_body_size 0;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx(Process):
+    def __init__(self, workdir, port):
+        self.prefix = Path(workdir)
+        self.port = port
+        self.root = self.prefix / "html"
+        for d in ("html/upload", "tmp", "logs"):
+            (self.prefix / d).mkdir(parents=True, exist_ok=True)
+        (self.root / "index.html").write_text("<h1>hello from nginx</h1>\n")
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(prefix=self.prefix, port=port))
+        super().__init__(
+            "nginx",
+            ["/usr/sbin/nginx", "-p", self.prefix, "-c", conf, "-e", self.prefix / "error.log"],
+            self.prefix,
+        )
+        self.access_log = self.prefix / "access.log"
+
+    def access_lines(self):
+        if not self.access_log.exists():
+            return []
+        return self.access_log.read_text(errors="replace").splitlines()
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    """A real nginx serving tmp_path/nginx/html on a free port (.port, .root), with
+    /xff (echoes X-Forwarded-For), /conn (its connection id) and PUT under /upload/."""
+    n = Nginx(tmp_path / "nginx", free_port())
+    try:
+        n.wait_ready([n.port])
+        yield n
+    finally:
+        n.stop(signal.SIGQUIT)
+
+
+# ---------------------------------------------------------------------------
+# MariaDB
+
+
+class MariaDB(Process):
+    USER = "crescent"
+    PASSWORD = "crescent-pw"
+
+    def __init__(self, workdir, port):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        self.socket = self.dir / "mysqld.sock"
+        datadir = self.dir / "data"
+        r = subprocess.run(
+            [
+                "mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
+                "--auth-root-authentication-method=normal", "--skip-test-db",
+            ],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert r.returncode == 0, f"mariadb-install-db failed:\n{r.stdout}\n{r.stderr}"
+        super().__init__(
+            "mariadbd",
+            [
+                "/usr/sbin/mariadbd", "--no-defaults", f"--datadir={datadir}",
+                f"--socket={self.socket}", f"--port={port}", "--bind-address=127.0.0.1",
+                "--user=root", f"--pid-file={self.dir / 'mysqld.pid'}",
+                f"--log-error={self.dir / 'error.log'}", "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M", "--max-allowed-packet=64M",
+            ],
+            self.dir,
+        )
+
+    def admin_sql(self, sql):
+        r = subprocess.run(
+            ["mariadb", "--no-defaults", "-S", self.socket, "-uroot", "-e", sql],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert r.returncode == 0, f"mariadb -e {sql!r} failed: {r.stderr}"
+        return r.stdout
+
+
+@pytest.fixture(scope="module")
+def mariadb(tmp_path_factory):
+    """A real MariaDB server on a free port with user crescent/crescent-pw (all grants)."""
+    m = MariaDB(tmp_path_factory.mktemp("mariadb"), free_port())
+    try:
+        m.wait_ready([m.port], timeout=60)
+        m.admin_sql(
+            f"CREATE USER '{m.USER}'@'%' IDENTIFIED BY '{m.PASSWORD}';"
+            f"GRANT ALL ON *.* TO '{m.USER}'@'%';"
+        )
+        yield m
+    finally:
+        m.stop(signal.SIGTERM, timeout=60)
+
+
+# ---------------------------------------------------------------------------
+# WebSocket server (python3-websockets) and a mute TCP server
+
+
+@pytest.fixture
+def ws_server(tmp_path):
+    """tests/integration/ws_server.py on a free port (.port): /echo, /silent, /sink, /tick."""
+    port = free_port()
+    p = Process("ws_server", [PYTHON, HERE / "ws_server.py", port], tmp_path / "ws")
+    p.port = port
+    try:
+        p.wait_ready([port])
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+def mute_server():
+    """A listening socket that never accepts: connects succeed, nothing ever answers."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    try:
+        yield s.getsockname()[1]
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------------------
+# curl
+
+
+def curl(*args, timeout=60 * SLOW, check=True):
+    """Runs curl; returns CompletedProcess (text). Adds -sS and a global time limit."""
+    r = subprocess.run(
+        ["curl", "-sS", "--max-time", str(timeout - 5), *map(str, args)],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+    )
+    r.out = r.stdout.decode(errors="replace")
+    r.err = r.stderr.decode(errors="replace")
+    if check:
+        assert r.returncode == 0, f"curl {' '.join(map(str, args))} -> {r.returncode}: {r.err}"
+    return r
+
+
+def example_env(**ports):
+    """Environment for the examples, with every address on a free port."""
+    return {k: addr(v) for k, v in ports.items()}

@@ -1,0 +1,133 @@
+"""The command line: --version, -h, -c on good and bad configs and on every example,
+-p PIDFILE, the startup line, and a clean exit on SIGINT/SIGTERM."""
+
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, SOURCE_DIR, addr, free_port, run_crescent, wait_until
+
+CONFIGS = SOURCE_DIR / "tests" / "configs"
+BAD = sorted((CONFIGS / "bad").glob("*.lua"))
+GOOD = sorted((CONFIGS / "good").glob("*.lua"))
+ALL_EXAMPLES = sorted(EXAMPLES.glob("*.lua"))
+
+# Environment an example needs to load (env.lua requires two variables on purpose).
+EXAMPLE_ENV = {
+    "ENV_DEMO_ADDR": "127.0.0.1:18080",
+    "ENV_DEMO_APP_ADDR": "127.0.0.1:19003",
+}
+
+
+def test_version():
+    r = run_crescent(["--version"])
+    assert r.returncode == 0, r.stderr
+    assert re.match(r"^crescent \d+\.\d+\S*\s*$", r.stdout.splitlines()[0]), r.stdout
+
+
+def test_help():
+    r = run_crescent(["-h"])
+    assert r.returncode == 0, r.stderr
+    text = r.stdout + r.stderr
+    assert re.search(r"usage", text, re.I), text
+    for opt in ("-f", "-c", "-p", "--version"):
+        assert opt in text, f"-h does not mention {opt}:\n{text}"
+
+
+def test_unknown_option_fails():
+    r = run_crescent(["--no-such-option"])
+    assert r.returncode != 0
+    assert r.stderr.strip(), "an unknown option must be reported on stderr"
+
+
+def test_missing_file_fails(tmp_path):
+    missing = tmp_path / "nope.lua"
+    r = run_crescent(["-c", "-f", missing])
+    assert r.returncode == 1
+    assert str(missing) in r.stderr, r.stderr
+
+
+def expectation(path):
+    first = path.read_text().splitlines()[0]
+    m = re.match(r"^--\s*expect:\s*(.+?)\s*$", first)
+    assert m, f"{path}: first line must be '-- expect: <substring>'"
+    return m.group(1)
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.name for p in BAD])
+def test_check_bad_config(path):
+    want = expectation(path)
+    r = run_crescent(["-c", "-f", path])
+    assert r.returncode == 1, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    assert re.search(re.escape(str(path)) + r":\d+: ", r.stderr), (
+        f"stderr does not name '{path}:<line>: '\n{r.stderr}"
+    )
+    assert want in r.stderr, f"stderr lacks {want!r}:\n{r.stderr}"
+
+
+@pytest.mark.parametrize("path", GOOD, ids=[p.name for p in GOOD])
+def test_check_good_config(path):
+    r = run_crescent(["-c", "-f", path])
+    assert r.returncode == 0, f"stdout: {r.stdout}\nstderr: {r.stderr}"
+    assert "configuration file is valid" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("path", ALL_EXAMPLES, ids=[p.name for p in ALL_EXAMPLES])
+def test_check_example(path):
+    r = run_crescent(["-c", "-f", path], env=EXAMPLE_ENV)
+    assert r.returncode == 0, f"stdout: {r.stdout}\nstderr: {r.stderr}"
+    assert "configuration file is valid" in r.stdout + r.stderr
+
+
+def test_syntax_error_names_file_and_line(tmp_path):
+    cfg = tmp_path / "broken.lua"
+    cfg.write_text('global { threads = 1 }\n\nfrontend "x" {\n  bind { "127.0.0.1:1" ,\n')
+    r = run_crescent(["-c", "-f", cfg])
+    assert r.returncode == 1
+    assert re.search(re.escape(str(cfg)) + r":\d+: ", r.stderr), r.stderr
+
+
+def test_run_with_bad_config_exits_1(tmp_path):
+    cfg = tmp_path / "bad.lua"
+    cfg.write_text('frontend "x" {\n  bind { "127.0.0.1:99999" },\n}\n')
+    r = run_crescent(["-f", cfg])
+    assert r.returncode == 1, r.stderr
+    assert f"{cfg}:2: " in r.stderr, r.stderr
+
+
+SIMPLE = """
+global {{ threads = 1 }}
+listen "hello" {{
+  bind {{ "127.0.0.1:{port}" }},
+  mode = "http",
+  service = function(applet)
+    applet:set_status(200)
+    applet:add_header("content-type", "text/plain")
+    applet:start_response()
+    applet:send("hi\\n")
+  end,
+}}
+"""
+
+
+def test_startup_line_pidfile_and_sigint(crescent, tmp_path):
+    port = free_port()
+    pidfile = tmp_path / "crescent.pid"
+    c = crescent(SIMPLE.format(port=port), ports=[port], args=["-p", pidfile])
+    wait_until(pidfile.exists, 5, "the pid file")
+    assert pidfile.read_text().strip() == str(c.pid)
+    line = wait_until(
+        lambda: next((l for l in c.stderr().splitlines() if "ready:" in l), None),
+        5,
+        "the startup line",
+    )
+    assert re.search(rf"crescent\[{c.pid}\]: info: ready: 1 threads?, binds .*{addr(port)}", line), line
+    assert c.stop(signal.SIGINT) == 0, c.describe()
+
+
+def test_sigterm_exits_0(crescent):
+    port = free_port()
+    c = crescent(SIMPLE.format(port=port), ports=[port])
+    assert c.stop(signal.SIGTERM) == 0, c.describe()

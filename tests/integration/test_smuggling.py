@@ -1,0 +1,199 @@
+"""Requests shaped to smuggle a second request past a proxy are refused with 400 and a
+log line, never forwarded; the process keeps serving. Raw sockets, one connection each."""
+
+import re
+import socket
+import time
+
+import pytest
+
+from conftest import SLOW, addr, free_port
+
+CONFIG = """
+global {{ threads = 1, bufsize = "16k" }}
+defaults {{
+  mode = "http",
+  timeout = {{ connect = "2s", client = "5s", server = "5s", http_request = "5s" }},
+}}
+frontend "public" {{
+  bind {{ "{bind}" }},
+  default_backend = "web",
+}}
+backend "web" {{
+  server "nginx" {{ "{nginx}" }},
+}}
+"""
+
+H = "Host: example\r\n"
+SMUGGLED = "GET /smuggled HTTP/1.1\r\nHost: example\r\n\r\n"
+
+# name -> raw request. Each one is malformed in a way that lets two parsers disagree.
+HEAD_CASES = {
+    "cl_and_te": (
+        f"POST /xff HTTP/1.1\r\n{H}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"0\r\n\r\n{SMUGGLED}"
+    ),
+    "te_and_cl": (
+        f"POST /xff HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+        f"0\r\n\r\n{SMUGGLED}"
+    ),
+    "duplicate_differing_cl": (
+        f"POST /xff HTTP/1.1\r\n{H}Content-Length: 0\r\nContent-Length: {len(SMUGGLED)}\r\n\r\n"
+        f"{SMUGGLED}"
+    ),
+    "cl_list_differing": (
+        f"POST /xff HTTP/1.1\r\n{H}Content-Length: 0, {len(SMUGGLED)}\r\n\r\n{SMUGGLED}"
+    ),
+    "cl_not_a_number": f"POST /xff HTTP/1.1\r\n{H}Content-Length: +5\r\n\r\nhello",
+    "te_not_chunked_last": (
+        f"POST /xff HTTP/1.1\r\n{H}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{SMUGGLED}"
+    ),
+    "te_unknown": f"POST /xff HTTP/1.1\r\n{H}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+    "obs_fold": f"GET /xff HTTP/1.1\r\n{H}X-Folded: a\r\n b\r\n\r\n",
+    "obs_fold_te": (
+        f"POST /xff HTTP/1.1\r\n{H}Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"
+    ),
+    "bare_lf_request_line": "GET /xff HTTP/1.1\nHost: example\r\n\r\n",
+    "bare_lf_header": f"GET /xff HTTP/1.1\r\nHost: example\nX-A: b\r\n\r\n",
+    "bare_lf_everywhere": "GET /xff HTTP/1.1\nHost: example\n\n",
+    "invalid_header_name": f"GET /xff HTTP/1.1\r\n{H}Bad(Name: x\r\n\r\n",
+    "space_in_header_name": f"GET /xff HTTP/1.1\r\n{H}X Y: x\r\n\r\n",
+    "space_before_colon": f"POST /xff HTTP/1.1\r\n{H}Content-Length : 5\r\n\r\nhello",
+    "tab_before_colon": f"GET /xff HTTP/1.1\r\n{H}X-A\t: b\r\n\r\n",
+    "nul_in_header_value": f"GET /xff HTTP/1.1\r\n{H}X-A: a\x00b\r\n\r\n",
+    "missing_host_http11": "GET /xff HTTP/1.1\r\nX-A: b\r\n\r\n",
+    "two_hosts": f"GET /xff HTTP/1.1\r\n{H}Host: other\r\n\r\n",
+    "bad_request_line": f"GET  /xff HTTP/1.1\r\n{H}\r\n",
+    "bad_version": f"GET /xff HTTP/1.x\r\n{H}\r\n",
+    "over_long_head": f"GET /xff HTTP/1.1\r\n{H}X-Long: {'a' * 20000}\r\n\r\n",
+}
+
+# The head is valid, so it may already be on its way to the server; the body is not.
+BODY_CASES = {
+    "bad_chunk_size": f"POST /xff HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    "chunk_size_overflow": (
+        f"POST /xff HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n"
+        f"10000000000000005\r\nhello\r\n0\r\n\r\n"
+    ),
+    "chunk_size_negative": f"POST /xff HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+    "chunk_missing_crlf": (
+        f"POST /xff HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"
+    ),
+}
+
+
+def response_complete(data):
+    """True when data holds a whole response head and its Content-Length body."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    m = re.search(rb"\r\ncontent-length:\s*(\d+)", data[:end], re.I)
+    return m is not None and len(data) >= end + 4 + int(m.group(1))
+
+
+def exchange(port, raw, timeout=5 * SLOW):
+    """Sends raw bytes and reads until the peer closes, or until 1 s after a complete
+    response (then `ended` is "open"), or timeout.
+    Returns (status of the first response or None, all bytes, how it ended)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    data = b""
+    ended = "timeout"
+    try:
+        s.sendall(raw.encode("latin-1"))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            s.settimeout(left)
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                ended = "reset"
+                break
+            except socket.timeout:
+                break
+            if not chunk:
+                ended = "closed"
+                break
+            data += chunk
+            if response_complete(data):
+                deadline = min(deadline, time.monotonic() + 1.0)
+                ended = "open"
+    finally:
+        s.close()
+    status = None
+    if data.startswith(b"HTTP/1."):
+        status = int(data.split(b" ", 2)[1])
+    return status, data, ended
+
+
+@pytest.fixture
+def proxy(crescent, nginx):
+    port = free_port()
+    c = crescent(CONFIG.format(bind=addr(port), nginx=addr(nginx.port)), ports=[port])
+    c.port = port
+    c.nginx = nginx
+    return c
+
+
+def count_400(c):
+    return sum(1 for d in c.http_logs() if d["status"] == 400)
+
+
+def check_refused(proxy, name, raw, head_error):
+    before = count_400(proxy)
+    status, data, ended = exchange(proxy.port, raw)
+    assert status == 400, f"{name}: expected 400, got {status} ({ended}): {data[:300]!r}"
+    assert ended in ("closed", "reset"), f"{name}: connection left open after the 400"
+    # Exactly one response: the connection is closed after the 400, nothing pipelined
+    # behind it is answered.
+    assert data.count(b"HTTP/1.") == 1, f"{name}: more than one response: {data[:500]!r}"
+    d = proxy.wait_http_log(
+        lambda d: d["status"] == 400 and count_400(proxy) > before,
+        what=f"a 400 log line for {name}",
+    )
+    if head_error:
+        assert (d["frontend"], d["backend"], d["server"]) == ("public", "public", "<NOSRV>"), d
+        assert d["state"].startswith("PR"), d
+    # The smuggled request never reached nginx.
+    assert not any("/smuggled" in l for l in proxy.nginx.access_lines()), name
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_CASES))
+def test_malformed_head_400(proxy, name):
+    check_refused(proxy, name, HEAD_CASES[name], head_error=True)
+    status, _, _ = exchange(proxy.port, f"GET /xff HTTP/1.1\r\n{H}Connection: close\r\n\r\n")
+    assert status == 200, "the proxy stopped serving"
+
+
+@pytest.mark.parametrize("name", sorted(BODY_CASES))
+def test_malformed_body_400(proxy, name):
+    check_refused(proxy, name, BODY_CASES[name], head_error=False)
+    status, _, _ = exchange(proxy.port, f"GET /xff HTTP/1.1\r\n{H}Connection: close\r\n\r\n")
+    assert status == 200, "the proxy stopped serving"
+
+
+def test_well_formed_controls_pass(proxy):
+    """The same shapes, well formed, are served: the refusals above are not blanket."""
+    ok = [
+        f"POST /xff HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        f"5\r\nhello\r\n0\r\n\r\n",
+        f"POST /xff HTTP/1.1\r\n{H}Content-Length: 5\r\nConnection: close\r\n\r\nhello",
+        f"GET /xff HTTP/1.1\r\n{H}X-Long: {'a' * 8000}\r\nConnection: close\r\n\r\n",
+        f"GET /xff HTTP/1.1\r\n{H}X-Tab:\tvalue\t\r\nConnection: close\r\n\r\n",
+        f"POST /xff HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        f"5;ext=1\r\nhello\r\n0\r\nTrailer-A: x\r\n\r\n",
+    ]
+    for raw in ok:
+        status, data, ended = exchange(proxy.port, raw)
+        assert status == 200, f"{raw[:120]!r} -> {data[:300]!r}"
+        assert ended == "closed", f"{raw[:120]!r}: Connection: close not honoured ({ended})"
+
+
+def test_identical_duplicate_content_length_accepted(proxy):
+    """RFC 9112 6.3 allows folding identical Content-Length values into one."""
+    raw = (f"POST /xff HTTP/1.1\r\n{H}Content-Length: 5\r\nContent-Length: 5\r\n"
+           f"Connection: close\r\n\r\nhello")
+    status, data, _ = exchange(proxy.port, raw)
+    assert status in (200, 400), data[:300]
