@@ -17,7 +17,10 @@
 
 #include "core/base/log.h"
 #include "core/runtime/process.h"
+#if __has_include("lua/hook_runner.h")
 #include "lua/hook_runner.h"
+#define CRESCENT_HAVE_HOOKS 1
+#endif
 #include "lua/script_state.h"
 
 #ifndef CRESCENT_VERSION
@@ -108,7 +111,11 @@ int main(int argc, char** argv) {
   core::ScriptRunnerFactory factory = [path]() -> core::Result<std::unique_ptr<core::ScriptRunner>> {
     auto st = lua::ScriptState::load(path);
     if (!st.ok()) return st.status();
+#ifdef CRESCENT_HAVE_HOOKS
     return std::unique_ptr<core::ScriptRunner>(std::make_unique<lua::HookRunner>(std::move(*st)));
+#else
+    return std::unique_ptr<core::ScriptRunner>();
+#endif
   };
   core::Process process(std::move(*config), std::move(factory));
   int rc = process.run();

@@ -24,6 +24,9 @@ Status Worker::start(std::shared_ptr<Generation> gen, const std::vector<ListenSo
     ready.set_value(std::move(st));
     if (ok) loop_.run();
     hardStop();
+    // Everything holding handles or Lua states dies on this thread, before the loop closes.
+    pool_.reset();
+    current_.reset();
     int rc = loop_.close();
     if (rc != 0) logError("worker {}: event loop closed with handles still open", id_);
   });
