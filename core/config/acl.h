@@ -18,14 +18,14 @@ struct AclSample {
 
 /// An AclNode compiled to a matcher: regexes (PCRE2, JIT where available) and CIDRs are
 /// prepared once at load, so matching makes no allocation and calls no Lua.
-/// Immutable after compile(); match() is thread-safe (per-call match data).
+/// Immutable after compile(); match() is thread-safe (PCRE2 match data is per thread).
 class Acl {
  public:
   virtual ~Acl() = default;
 
-  /// Compiles a descriptor. Errors name the problem and the value, e.g.
-  /// `invalid regex "a(" in acl.path_reg: missing closing parenthesis at offset 2`,
-  /// `invalid CIDR "10.0.0.0/33"`, `invalid port range "90-80"`; the caller prefixes
+  /// Compiles a descriptor. Errors name the helper, the value and the problem, e.g.
+  /// `acl.path_reg: invalid regex "a(": missing closing parenthesis (offset 2)`,
+  /// `acl.src: invalid CIDR "10.0.0.0/33" (prefix out of range)`; the caller prefixes
   /// `file:line:`.
   static Result<std::shared_ptr<const Acl>> compile(const AclNode& node);
 
