@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -20,30 +21,55 @@ namespace crescent::lua {
 /// evaluated in several states gives every hook the same integer id (1-based). Ids are
 /// what Config carries (e.g. FrontendConfig::http_request_hook).
 ///
+/// Sandbox (DESIGN §5): string, table, math, bit, coroutine, os.getenv/time/clock/date,
+/// and `require` of the embedded modules and of Lua files next to the config; no io,
+/// debug, dofile, loadfile, os.exit/execute. The JIT compiler is off (see run_budget.h).
+///
 /// Not thread-safe: one thread uses a state at a time. Destroying it closes the lua_State.
 class ScriptState {
  public:
+  /// Default wall-clock budget for evaluating a config script (ms). A script still
+  /// running after it fails to load with "config script exceeded its time budget".
+  static constexpr uint64_t kDefaultLoadBudgetMs = 10000;
+
   ~ScriptState();
   ScriptState(const ScriptState&) = delete;
   ScriptState& operator=(const ScriptState&) = delete;
 
   /// Creates a state and evaluates the script at `path`. Errors are `file:line: message`
-  /// (syntax errors, runtime errors, DSL errors such as unknown keys).
-  static core::Result<std::unique_ptr<ScriptState>> load(const std::string& path);
+  /// (syntax errors, runtime errors, DSL errors such as unknown keys), or
+  /// `cannot read config "path": reason`.
+  static core::Result<std::unique_ptr<ScriptState>> load(const std::string& path,
+                                                         uint64_t budget_ms = kDefaultLoadBudgetMs);
+
+  /// Same, with the script's text given (e.g. a config uploaded through the config API).
+  /// `path` names it in errors and locates the modules it requires (its directory).
+  static core::Result<std::unique_ptr<ScriptState>> loadSource(
+      const std::string& path, std::string text, uint64_t budget_ms = kDefaultLoadBudgetMs);
 
   /// Builds the C++ configuration from what the script declared. Errors are
   /// `file:line: message` naming the object and key (bad address, missing backend...).
+  /// Config::path and Config::script are this state's path and script text.
   core::Result<std::shared_ptr<core::Config>> buildConfig() const;
 
   /// Pushes hook `id` (a function) onto the stack; returns false (pushing nothing) when
   /// there is no such hook.
   bool pushHook(int id) const;
 
+  /// Number of hooks the script registered (ids are 1..hookCount()).
+  int hookCount() const;
+
   lua_State* L() const { return L_; }
+  const std::string& path() const { return path_; }
+  const std::string& script() const { return script_; }
 
  private:
   explicit ScriptState(lua_State* L) : L_(L) {}
+  core::Status evaluate(uint64_t budget_ms);
+
   lua_State* L_;
+  std::string path_;
+  std::string script_;
 };
 
 }  // namespace crescent::lua

@@ -1,0 +1,96 @@
+#include "lua/lua_util.h"
+
+namespace crescent::lua {
+
+std::string describeError(lua_State* L, int idx) {
+  idx = absIndex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) {
+    size_t len = 0;
+    const char* s = lua_tolstring(L, idx, &len);
+    return std::string(s, len);
+  }
+  if (luaL_callmeta(L, idx, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+    size_t len = 0;
+    const char* s = lua_tolstring(L, -1, &len);
+    std::string out(s, len);
+    lua_pop(L, 1);
+    return out;
+  }
+  return std::string("(error object is a ") + luaL_typename(L, idx) + " value)";
+}
+
+std::string fixLocation(std::string msg, const std::string& path) {
+  // LuaJIT (lj_debug_shortname) shows "@path" as "..." + its last LUA_IDSIZE-4 bytes
+  // when the path has LUA_IDSIZE bytes or more.
+  constexpr size_t kKeep = LUA_IDSIZE - 4;
+  if (path.size() < LUA_IDSIZE || msg.compare(0, 3, "...") != 0) return msg;
+  std::string_view tail = std::string_view(path).substr(path.size() - kKeep);
+  if (msg.size() < 3 + kKeep || std::string_view(msg).substr(3, kKeep) != tail) return msg;
+  return path + msg.substr(3 + kKeep);
+}
+
+static std::string scriptPath(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, kScriptPathKey);
+  std::string path = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+  lua_pop(L, 1);
+  return path;
+}
+
+static int messageBody(lua_State* L, bool traceback) {
+  std::string msg = fixLocation(describeError(L, 1), scriptPath(L));
+  if (traceback) {
+    luaL_traceback(L, L, msg.c_str(), 1);
+  } else {
+    lua_pushlstring(L, msg.data(), msg.size());
+  }
+  return 1;
+}
+
+static int messageImpl(lua_State* L) {
+  return messageBody(L, false);
+}
+static int tracebackImpl(lua_State* L) {
+  return messageBody(L, true);
+}
+
+int messageHandler(lua_State* L) {
+  return guarded<messageImpl>(L);
+}
+int tracebackHandler(lua_State* L) {
+  return guarded<tracebackImpl>(L);
+}
+
+void setScriptPath(lua_State* L, const std::string& path) {
+  lua_pushlstring(L, path.data(), path.size());
+  lua_setfield(L, LUA_REGISTRYINDEX, kScriptPathKey);
+}
+
+std::optional<std::string> stringField(lua_State* L, int idx, const char* key) {
+  lua_getfield(L, idx, key);
+  std::optional<std::string> out;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t len = 0;
+    const char* s = lua_tolstring(L, -1, &len);
+    out.emplace(s, len);
+  }
+  lua_pop(L, 1);
+  return out;
+}
+
+std::optional<int64_t> intField(lua_State* L, int idx, const char* key) {
+  lua_getfield(L, idx, key);
+  std::optional<int64_t> out;
+  if (lua_type(L, -1) == LUA_TNUMBER) out = static_cast<int64_t>(lua_tonumber(L, -1));
+  lua_pop(L, 1);
+  return out;
+}
+
+std::optional<bool> boolField(lua_State* L, int idx, const char* key) {
+  lua_getfield(L, idx, key);
+  std::optional<bool> out;
+  if (lua_type(L, -1) == LUA_TBOOLEAN) out = lua_toboolean(L, -1) != 0;
+  lua_pop(L, 1);
+  return out;
+}
+
+}  // namespace crescent::lua

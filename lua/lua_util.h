@@ -1,0 +1,86 @@
+#pragma once
+
+// Small helpers shared by the lua/ bindings: the one trampoline every lua_CFunction goes
+// through (STYLE rule 3), error-message handlers for lua_pcall, and typed readers of
+// table fields for the config builder.
+
+#include <lua.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace crescent::lua {
+
+/// A binding body returns this (after pushing a message string) to have the trampoline
+/// raise it as a Lua error once every C++ object of the body has been destroyed.
+inline constexpr int kRaise = -1;
+
+/// Wraps a binding body so that no C++ exception ever crosses into Lua: a
+/// std::exception becomes a Lua error with its what(). Lua errors raised inside the body
+/// (luaL_check*, lua_error) pass through untouched: LuaJIT unwinds them as foreign
+/// exceptions, which `catch (const std::exception&)` does not match.
+template <int (*F)(lua_State*)>
+int guarded(lua_State* L) {
+  char what[256];
+  bool failed = false;
+  int n = 0;
+  try {
+    n = F(L);
+  } catch (const std::exception& e) {
+    std::strncpy(what, e.what(), sizeof(what) - 1);
+    what[sizeof(what) - 1] = '\0';
+    failed = true;
+  }
+  if (failed) {
+    lua_settop(L, 0);
+    lua_pushstring(L, what);
+    return lua_error(L);
+  }
+  if (n == kRaise) return lua_error(L);
+  return n;
+}
+
+/// Pushes a function with upvalues through the trampoline.
+template <int (*F)(lua_State*)>
+void pushGuarded(lua_State* L, int upvalues = 0) {
+  lua_pushcclosure(L, &guarded<F>, upvalues);
+}
+
+/// lua_absindex (Lua 5.2) for LuaJIT: a relative stack index made absolute.
+inline int absIndex(lua_State* L, int idx) {
+  return (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
+}
+
+/// lua_pcall message handlers. Both turn a non-string error into text and rewrite a
+/// location shortened by LuaJIT ("...long/path/cfg.lua:3:") back to the full path
+/// registered with setScriptPath(). messageHandler keeps the message only;
+/// tracebackHandler appends "\nstack traceback:\n..." (luaL_traceback).
+int messageHandler(lua_State* L);
+int tracebackHandler(lua_State* L);
+
+/// Records the main script's path in the registry for the handlers above.
+void setScriptPath(lua_State* L, const std::string& path);
+
+/// Rewrites a LuaJIT-shortened chunk name at the start of `msg` to `path`.
+std::string fixLocation(std::string msg, const std::string& path);
+
+/// The value at `idx` as a string, whatever its type (tostring semantics for
+/// strings/numbers, "__tostring" when defined, else "(error object is a T value)").
+std::string describeError(lua_State* L, int idx);
+
+// Typed field readers for the table at `idx` (absolute or relative). A missing or
+// nil field gives std::nullopt; a field of another type too (the DSL has checked types).
+std::optional<std::string> stringField(lua_State* L, int idx, const char* key);
+std::optional<int64_t> intField(lua_State* L, int idx, const char* key);
+std::optional<bool> boolField(lua_State* L, int idx, const char* key);
+
+/// Registry keys (lua_setfield(L, LUA_REGISTRYINDEX, ...)).
+inline constexpr const char* kHooksKey = "crescent.hooks";
+inline constexpr const char* kConfigCtxKey = "crescent.config_ctx";
+inline constexpr const char* kScriptPathKey = "crescent.script_path";
+
+}  // namespace crescent::lua

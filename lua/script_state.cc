@@ -1,0 +1,214 @@
+#include "lua/script_state.h"
+
+#include <lua.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "core/base/log.h"
+#include "lua/config_builder.h"
+#include "lua/lua_util.h"
+#include "lua/run_budget.h"
+#include "lua/stdlib_registry.h"
+
+namespace crescent::lua {
+
+using core::Result;
+using core::Status;
+
+namespace {
+
+// package.preload loader for embedded module number upvalue(1): loads the bytecode and
+// runs it with the module name as argument, like Lua's own loaders.
+int stdlibLoader(lua_State* L) {
+  int i = static_cast<int>(lua_tointeger(L, lua_upvalueindex(1)));
+  const StdlibModule& m = kStdlibModules[i];
+  std::string chunk = std::string("=") + m.name;
+  if (luaL_loadbuffer(L, m.bytecode, m.size, chunk.c_str()) != 0) return kRaise;
+  lua_pushstring(L, m.name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+void installStdlib(lua_State* L) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  for (int i = 0; kStdlibModules[i].name != nullptr; ++i) {
+    lua_pushinteger(L, i);
+    pushGuarded<stdlibLoader>(L, 1);
+    lua_setfield(L, -2, kStdlibModules[i].name);
+  }
+  lua_pop(L, 2);
+}
+
+// log(level 0..3, message): the DSL's log.debug/info/warning/error.
+int nativeLog(lua_State* L) {
+  int level = static_cast<int>(luaL_checkinteger(L, 1));
+  size_t len = 0;
+  const char* msg = luaL_checklstring(L, 2, &len);
+  if (level < 0) level = 0;
+  if (level > 3) level = 3;
+  auto lv = static_cast<core::LogLevel>(level);
+  if (core::logLevel() <= lv || lv == core::LogLevel::kError) {
+    core::logLine(lv, std::string_view(msg, len));
+  }
+  return 0;
+}
+
+// Calls the function below the arguments on the stack with the message handler at
+// `handler`; on error returns the message (and pops it).
+Status pcallStatus(lua_State* L, int nargs, int nresults, int handler) {
+  if (lua_pcall(L, nargs, nresults, handler) == 0) return Status();
+  std::string msg = describeError(L, -1);
+  lua_pop(L, 1);
+  return Status::error(std::move(msg));
+}
+
+Result<std::string> readFile(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    return Status::error("cannot read config \"" + path + "\": " + std::strerror(errno));
+  }
+  std::string text;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
+  bool bad = std::ferror(f) != 0;
+  int err = errno;
+  std::fclose(f);
+  if (bad) return Status::error("cannot read config \"" + path + "\": " + std::strerror(err));
+  return text;
+}
+
+std::string directoryOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
+}
+
+}  // namespace
+
+ScriptState::~ScriptState() {
+  if (L_ != nullptr) lua_close(L_);
+}
+
+Result<std::unique_ptr<ScriptState>> ScriptState::load(const std::string& path,
+                                                       uint64_t budget_ms) {
+  auto text = readFile(path);
+  if (!text.ok()) return text.status();
+  return loadSource(path, std::move(*text), budget_ms);
+}
+
+Result<std::unique_ptr<ScriptState>> ScriptState::loadSource(const std::string& path,
+                                                             std::string text, uint64_t budget_ms) {
+  lua_State* L = luaL_newstate();
+  if (L == nullptr) return Status::error("cannot create a Lua state (out of memory)");
+  std::unique_ptr<ScriptState> state(new ScriptState(L));
+  state->path_ = path;
+  state->script_ = std::move(text);
+  Status st = state->evaluate(budget_ms);
+  if (!st.ok()) return st;
+  return state;
+}
+
+Status ScriptState::evaluate(uint64_t budget_ms) {
+  lua_State* L = L_;
+  luaL_openlibs(L);
+  // Interpreter only: the runaway guard depends on it (lua/run_budget.h). After
+  // luaL_openlibs, whose luaopen_jit turns the compiler on.
+  luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+  setScriptPath(L, path_);
+  installStdlib(L);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, kHooksKey);
+
+  lua_pushcfunction(L, &messageHandler);
+  int handler = lua_gettop(L);
+
+  // ctx = require("crescent.config").install{ path, dir, text, hooks, log }
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "crescent.config");
+  if (Status st = pcallStatus(L, 1, 1, handler); !st.ok()) {
+    lua_settop(L, 0);
+    return Status::error("internal error: cannot load crescent.config: " + st.message());
+  }
+  lua_getfield(L, -1, "install");
+  lua_createtable(L, 0, 5);
+  lua_pushlstring(L, path_.data(), path_.size());
+  lua_setfield(L, -2, "path");
+  std::string dir = directoryOf(path_);
+  lua_pushlstring(L, dir.data(), dir.size());
+  lua_setfield(L, -2, "dir");
+  lua_pushlstring(L, script_.data(), script_.size());
+  lua_setfield(L, -2, "text");
+  lua_getfield(L, LUA_REGISTRYINDEX, kHooksKey);
+  lua_setfield(L, -2, "hooks");
+  pushGuarded<nativeLog>(L);
+  lua_setfield(L, -2, "log");
+  if (Status st = pcallStatus(L, 1, 1, handler); !st.ok()) {
+    lua_settop(L, 0);
+    return Status::error("internal error: crescent.config install: " + st.message());
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, kConfigCtxKey);
+  lua_settop(L, handler);
+
+  std::string chunkname = "@" + path_;
+  if (luaL_loadbuffer(L, script_.data(), script_.size(), chunkname.c_str()) != 0) {
+    std::string msg = fixLocation(describeError(L, -1), path_);
+    lua_settop(L, 0);
+    return Status::error(std::move(msg));
+  }
+  Status run;
+  {
+    RunBudget budget(L, budget_ms, "config script");
+    run = pcallStatus(L, 0, 0, handler);
+  }
+  if (!run.ok()) {
+    lua_settop(L, 0);
+    return run;
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, kConfigCtxKey);
+  lua_getfield(L, -1, "seal");
+  lua_remove(L, -2);
+  Status sealed = pcallStatus(L, 0, 0, handler);
+  lua_settop(L, 0);
+  return sealed;
+}
+
+Result<std::shared_ptr<core::Config>> ScriptState::buildConfig() const {
+  lua_State* L = L_;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, &messageHandler);
+  int handler = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, kConfigCtxKey);
+  lua_getfield(L, -1, "resolve");
+  lua_remove(L, -2);
+  if (Status st = pcallStatus(L, 0, 1, handler); !st.ok()) {
+    lua_settop(L, top);
+    return st;
+  }
+  auto config = buildConfigFromLua(L, lua_gettop(L));
+  lua_settop(L, top);
+  if (!config.ok()) return config.status();
+  (*config)->path = path_;
+  (*config)->script = script_;
+  return config;
+}
+
+bool ScriptState::pushHook(int id) const {
+  lua_getfield(L_, LUA_REGISTRYINDEX, kHooksKey);
+  lua_rawgeti(L_, -1, id);
+  lua_remove(L_, -2);
+  if (lua_type(L_, -1) == LUA_TFUNCTION) return true;
+  lua_pop(L_, 1);
+  return false;
+}
+
+int ScriptState::hookCount() const {
+  lua_getfield(L_, LUA_REGISTRYINDEX, kHooksKey);
+  int n = static_cast<int>(lua_objlen(L_, -1));
+  lua_pop(L_, 1);
+  return n;
+}
+
+}  // namespace crescent::lua

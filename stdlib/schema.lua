@@ -1,0 +1,250 @@
+-- crescent.schema: the keys each DSL section accepts, their types and ranges, and the
+-- checks that normalize a value (durations to ms, sizes to bytes). docs/config.md lists
+-- the same keys; keep both in step.
+--
+-- check(spec, key, value, used) returns the normalized value, or nil, an error message
+-- (without file:line or object) and, for nested tables, the sub-key at fault. `used`
+-- is the set of keys whose string contained a ${...}: such a string may stand for a
+-- number or a boolean ("${THREADS:-2}"); a plain "2" may not.
+
+local values = require "crescent.values"
+local acl = require "crescent.acl"
+
+local _M = {}
+
+local type, tostring, tonumber, pairs, ipairs = type, tostring, tonumber, pairs, ipairs
+local format, concat, sort = string.format, table.concat, table.sort
+local floor, min = math.floor, math.min
+
+local BALANCER  -- the tag crescent.config puts on balancer{} objects
+
+function _M.setBalancerTag(tag) BALANCER = tag end
+
+local INT_MAX = 2147483647
+
+local function int(lo, hi) return { t = "int", min = lo, max = hi } end
+local BOOL = { t = "bool" }
+local DURATION = { t = "duration" }
+local FUNC = { t = "function" }
+local MODE = { t = "enum", values = { "http", "tcp" } }
+local TIMEOUT = {
+  t = "table", what = "timeout", keys = {
+    connect = DURATION, client = DURATION, server = DURATION, tunnel = DURATION,
+    queue = DURATION, http_request = DURATION, http_keep_alive = DURATION,
+    client_fin = DURATION, server_fin = DURATION,
+  },
+}
+-- HAProxy's algorithms with `_` for `-`; which ones the core implements is up to
+-- core/backend (unknown ones there fall back to roundrobin).
+local BALANCE = { t = "balance", values = { "roundrobin", "static_rr", "leastconn", "first",
+                                            "source", "random" } }
+
+_M.global = {
+  threads = int(0, 1024),
+  maxconn = int(0, INT_MAX),
+  bufsize = { t = "size", min = 1024, max = 1024 ^ 3 },
+  hard_stop_after = DURATION,
+}
+
+_M.defaults = {
+  mode = MODE, timeout = TIMEOUT, retries = int(0, 100), redispatch = BOOL,
+  forwardfor = BOOL, maxconn = int(0, INT_MAX), balance = BALANCE, log = BOOL,
+}
+
+_M.frontend = {
+  mode = MODE, timeout = TIMEOUT, maxconn = int(0, INT_MAX), forwardfor = BOOL, log = BOOL,
+  http_request = FUNC, default_backend = { t = "string" },
+}
+
+_M.backend = {
+  mode = MODE, timeout = TIMEOUT, balance = BALANCE, retries = int(0, 100), redispatch = BOOL,
+  forwardfor = BOOL, service = FUNC,
+}
+
+_M.listen = {}
+for k, v in pairs(_M.frontend) do _M.listen[k] = v end
+for k, v in pairs(_M.backend) do _M.listen[k] = v end
+_M.listen.default_backend = nil
+
+_M.server = { weight = int(0, 256), maxconn = int(0, INT_MAX) }
+_M.bind = {}
+_M.use_backend = { when = { t = "acl" } }
+_M.balancer = { name = { t = "string" }, pick = FUNC }
+
+_M.entries = {
+  frontend = { bind = true, use_backend = true },
+  backend = { server = true },
+  listen = { bind = true, use_backend = true, server = true },
+}
+
+-- Messages ---------------------------------------------------------------------------
+
+local function typeName(v)
+  local t = type(v)
+  if t == "table" and acl.is_acl(v) then return "acl" end
+  return t
+end
+
+local function typeError(key, want, v)
+  return format('"%s" must be %s (got %s)', key, want, typeName(v))
+end
+
+function _M.describe(v)
+  if type(v) == "string" then return format('value "%s"', v) end
+  if type(v) == "function" then
+    return 'function (a server "x" or section without its { ... } body?)'
+  end
+  return typeName(v) .. " value"
+end
+
+function _M.entryHint(allowed)
+  local kinds = {}
+  for k in pairs(allowed) do kinds[#kinds + 1] = k end
+  sort(kinds)
+  if #kinds == 0 then return "no positional values are allowed here" end
+  return "expected " .. concat(kinds, ", ") .. " entries"
+end
+
+-- Edit distance, for "did you mean" hints.
+local function distance(a, b)
+  local la, lb = #a, #b
+  if math.abs(la - lb) > 2 then return 3 end
+  local prev = {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    local cur = { [0] = i }
+    for j = 1, lb do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[lb]
+end
+
+local function suggest(key, keys)
+  local best, bestd
+  local names = {}
+  for k in pairs(keys) do names[#names + 1] = k end
+  sort(names)
+  for _, k in ipairs(names) do
+    local d = distance(key, k)
+    if d <= 2 and (not bestd or d < bestd) then best, bestd = k, d end
+  end
+  return best
+end
+
+function _M.unknownKey(key, keys, allowed, prefix)
+  local shown = (prefix or "") .. key
+  if allowed and allowed[key] then
+    return format('"%s" is written as an entry: %s { ... }', key, key)
+  end
+  local s = suggest(key, keys)
+  if s then return format('unknown key "%s" (did you mean "%s%s"?)', shown, prefix or "", s) end
+  return format('unknown key "%s"', shown)
+end
+
+-- Checks -----------------------------------------------------------------------------
+
+local checks = {}
+
+function checks.int(spec, key, v, used)
+  if type(v) == "string" and used[key] and tonumber(v) then v = tonumber(v) end
+  if type(v) ~= "number" then return nil, typeError(key, "a number", v) end
+  if v ~= floor(v) then return nil, format('"%s" must be an integer (got %s)', key, tostring(v)) end
+  if v < spec.min or v > spec.max then
+    return nil, format('"%s" must be between %d and %d (got %s)', key, spec.min, spec.max,
+      tostring(v))
+  end
+  return v
+end
+
+function checks.bool(spec, key, v, used)
+  if type(v) == "string" and used[key] then
+    if v == "true" then return true elseif v == "false" then return false end
+  end
+  if type(v) ~= "boolean" then return nil, typeError(key, "a boolean", v) end
+  return v
+end
+
+function checks.string(spec, key, v)
+  if type(v) ~= "string" then return nil, typeError(key, "a string", v) end
+  if v == "" then return nil, format('"%s" must not be empty', key) end
+  return v
+end
+
+local function enumText(list)
+  local q = {}
+  for i, s in ipairs(list) do q[i] = '"' .. s .. '"' end
+  if #q == 1 then return q[1] end
+  return concat(q, ", ", 1, #q - 1) .. " or " .. q[#q]
+end
+
+function checks.enum(spec, key, v)
+  if type(v) ~= "string" then return nil, typeError(key, "a string", v) end
+  for _, s in ipairs(spec.values) do if s == v then return v end end
+  return nil, format('"%s" must be %s (got "%s")', key, enumText(spec.values), v)
+end
+
+function checks.balance(spec, key, v)
+  if type(v) == "table" and BALANCER and v[BALANCER] then return v end
+  if type(v) ~= "string" then
+    return nil, typeError(key, "an algorithm name or a balancer { ... }", v)
+  end
+  return checks.enum(spec, key, v)
+end
+
+checks["function"] = function(spec, key, v)
+  if type(v) ~= "function" then return nil, typeError(key, "a function", v) end
+  return v
+end
+
+function checks.acl(spec, key, v)
+  if not acl.is_acl(v) then return nil, typeError(key, "an ACL (acl.*)", v) end
+  return v
+end
+
+function checks.duration(spec, key, v)
+  if type(v) ~= "number" and type(v) ~= "string" then
+    return nil, typeError(key, "a duration", v)
+  end
+  local d, err = values.duration(v)
+  if not d then return nil, format('"%s": %s', key, err) end
+  return d
+end
+
+function checks.size(spec, key, v)
+  if type(v) ~= "number" and type(v) ~= "string" then return nil, typeError(key, "a size", v) end
+  local n, err = values.size(v)
+  if not n then return nil, format('"%s": %s', key, err) end
+  if n < spec.min or n > spec.max then
+    return nil, format('"%s" must be between %d and %d bytes (got %d)', key, spec.min, spec.max,
+      n)
+  end
+  return n
+end
+
+function checks.table(spec, key, v, used)
+  if type(v) ~= "table" or acl.is_acl(v) then return nil, typeError(key, "a table", v) end
+  local names = {}
+  for k in pairs(v) do names[#names + 1] = k end
+  sort(names, function(a, b) return tostring(a) < tostring(b) end)
+  local out = {}
+  for _, k in ipairs(names) do
+    local sub = spec.keys[k]
+    if type(k) ~= "string" then
+      return nil, format('"%s" takes named keys only (got [%s])', key, tostring(k))
+    end
+    if not sub then return nil, _M.unknownKey(k, spec.keys, nil, key .. "."), k end
+    local val, err = checks[sub.t](sub, key .. "." .. k, v[k], used)
+    if err then return nil, err, k end
+    out[k] = val
+  end
+  return out
+end
+
+function _M.check(spec, key, v, used)
+  return checks[spec.t](spec, key, v, used)
+end
+
+return _M
