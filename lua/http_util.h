@@ -1,0 +1,34 @@
+#pragma once
+
+// HTTP helpers shared by the txn and applet bindings.
+
+#include <lua.hpp>
+
+#include <string>
+#include <string_view>
+
+#include "core/proto/http_head.h"
+
+namespace crescent::lua {
+
+/// A header name a script may set: an RFC 9110 token (1+ of !#$%&'*+-.^_`|~ and
+/// alphanumerics).
+bool isHeaderName(std::string_view s);
+
+/// A header value or reason phrase a script may set: no CR, LF or NUL (no injection of
+/// extra header lines).
+bool isHeaderValue(std::string_view s);
+
+/// Standard reason phrase ("Not Found"), or "Unknown" for a code without one.
+std::string_view reasonPhrase(int status);
+
+/// ASCII lowercase copy.
+std::string lowercase(std::string_view s);
+
+/// Pushes { lowercase name = { value, ... } } with values in arrival order.
+void pushHeaderTable(lua_State* L, const core::HttpHead& head);
+
+/// Pushes "1.1" / "1.0".
+void pushVersion(lua_State* L, const core::HttpHead& head);
+
+}  // namespace crescent::lua

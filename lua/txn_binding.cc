@@ -1,0 +1,362 @@
+// The `txn` object given to http_request hooks (docs/lua-api.md): txn.req (read and edit
+// the request head), txn.src/src_port/dst/dst_port/frontend, and the decisions
+// txn:reply(), txn:deny(), txn:use_backend().
+
+#include <algorithm>
+#include <cstdarg>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lua/call_context.h"
+#include "lua/http_util.h"
+#include "lua/lua_util.h"
+
+namespace crescent::lua {
+
+using core::HookDecision;
+
+namespace {
+
+// Pushes a formatted message and returns kRaise (the trampoline raises it).
+int raise(lua_State* L, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return kRaise;
+}
+
+ActiveCall& txnCall(lua_State* L) {
+  return checkCall(L, 1, kTxnMeta, "txn", "hook");
+}
+ActiveCall& reqCall(lua_State* L) {
+  return checkCall(L, 1, kReqMeta, "txn", "hook");
+}
+
+std::string_view checkView(lua_State* L, int idx) {
+  size_t len = 0;
+  const char* s = luaL_checklstring(L, idx, &len);
+  return {s, len};
+}
+
+// txn.req ----------------------------------------------------------------------------
+
+int reqHeader(lua_State* L) {
+  ActiveCall& call = reqCall(L);
+  std::string_view name = checkView(L, 2);
+  const core::HeaderField* f = call.ctx->req.find(name);
+  if (f == nullptr) {
+    lua_pushnil(L);
+  } else {
+    lua_pushlstring(L, f->value.data(), f->value.size());
+  }
+  return 1;
+}
+
+int reqHeaders(lua_State* L) {
+  ActiveCall& call = reqCall(L);
+  pushHeaderTable(L, call.ctx->req);
+  return 1;
+}
+
+// Checks (name, value) at 2, 3 for set_header/add_header.
+int checkField(lua_State* L, const char* method, std::string_view& name, std::string_view& value) {
+  name = checkView(L, 2);
+  value = checkView(L, 3);
+  if (!isHeaderName(name)) {
+    return raise(L, "txn.req:%s: invalid header name \"%s\"", method, std::string(name).c_str());
+  }
+  if (!isHeaderValue(value)) {
+    return raise(L, "txn.req:%s: invalid value for \"%s\" (contains CR, LF or NUL)", method,
+                 std::string(name).c_str());
+  }
+  return 0;
+}
+
+int reqSetHeader(lua_State* L) {
+  ActiveCall& call = reqCall(L);
+  std::string_view name, value;
+  if (checkField(L, "set_header", name, value) == kRaise) return kRaise;
+  call.ctx->req.set(name, value);
+  return 0;
+}
+
+int reqAddHeader(lua_State* L) {
+  ActiveCall& call = reqCall(L);
+  std::string_view name, value;
+  if (checkField(L, "add_header", name, value) == kRaise) return kRaise;
+  call.ctx->req.add(name, value);
+  return 0;
+}
+
+int reqDelHeader(lua_State* L) {
+  ActiveCall& call = reqCall(L);
+  std::string_view name = checkView(L, 2);
+  lua_pushinteger(L, static_cast<lua_Integer>(call.ctx->req.remove(name)));
+  return 1;
+}
+
+// Replaces the path of the target, keeping what follows it ("?query") and, for an
+// absolute-form target, what precedes it ("http://host").
+int reqSetPath(lua_State* L) {
+  ActiveCall& call = reqCall(L);
+  std::string_view path = checkView(L, 2);
+  if (path.empty() || path[0] != '/') {
+    return raise(L, "txn.req:set_path: the path must start with \"/\"");
+  }
+  for (char c : path) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '?' || c == '#') {
+      return raise(L, "txn.req:set_path: invalid character in path (space, control, ? or #)");
+    }
+  }
+  core::HttpHead& req = call.ctx->req;
+  std::string_view target = req.target;
+  size_t start = 0;
+  if (target.empty() || target[0] != '/') {
+    size_t scheme = target.find("://");
+    if (scheme == std::string_view::npos) {
+      return raise(L, "txn.req:set_path: the request target \"%s\" has no path",
+                   std::string(target).c_str());
+    }
+    start = target.find_first_of("/?", scheme + 3);
+    if (start == std::string_view::npos) start = target.size();
+  }
+  size_t end = target.find('?', start);
+  if (end == std::string_view::npos) end = target.size();
+  std::string updated;
+  updated.reserve(target.size() + path.size());
+  updated.append(target.substr(0, start)).append(path).append(target.substr(end));
+  req.target = req.own(updated);
+  return 0;
+}
+
+int reqIndex(lua_State* L) {
+  ActiveCall& call = reqCall(L);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  if (!lua_isnil(L, -1)) return 1;
+  lua_pop(L, 1);
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  size_t len = 0;
+  const char* k = lua_tolstring(L, 2, &len);
+  std::string_view key(k, len);
+  const core::HttpHead& req = call.ctx->req;
+  std::string_view v;
+  if (key == "method") {
+    v = req.method;
+  } else if (key == "path") {
+    v = req.path();
+  } else if (key == "query") {
+    v = req.query();
+  } else if (key == "target") {
+    v = req.target;
+  } else if (key == "version") {
+    pushVersion(L, req);
+    return 1;
+  } else {
+    return 0;
+  }
+  lua_pushlstring(L, v.data(), v.size());
+  return 1;
+}
+
+// txn --------------------------------------------------------------------------------
+
+const char* decisionName(HookDecision::Kind k) {
+  switch (k) {
+    case HookDecision::Kind::kReply:
+      return "reply";
+    case HookDecision::Kind::kUseBackend:
+      return "use_backend";
+    default:
+      return "continue";
+  }
+}
+
+int checkUndecided(lua_State* L, ActiveCall& call, const char* method) {
+  if (call.decision->kind != HookDecision::Kind::kContinue) {
+    return raise(L, "txn:%s: the hook already decided (txn:%s was called)", method,
+                 decisionName(call.decision->kind));
+  }
+  return 0;
+}
+
+int checkStatus(lua_State* L, int idx, const char* method, int dflt, int& status) {
+  lua_Number n = lua_isnoneornil(L, idx) && dflt != 0 ? dflt : luaL_checknumber(L, idx);
+  if (n != static_cast<int>(n) || n < 100 || n > 599) {
+    return raise(L, "txn:%s: invalid status %f (expected 100..599)", method, n);
+  }
+  status = static_cast<int>(n);
+  return 0;
+}
+
+// Reads { name = value | { value, ... } } at idx into `out`, sorted by name.
+int collectHeaders(lua_State* L, int idx, const char* what,
+                   std::vector<std::pair<std::string, std::string>>& out) {
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      return raise(L, "%s: header names must be strings", what);
+    }
+    size_t nlen = 0;
+    const char* n = lua_tolstring(L, -2, &nlen);
+    std::string name(n, nlen);
+    if (!isHeaderName(name)) {
+      lua_pop(L, 2);
+      return raise(L, "%s: invalid header name \"%s\"", what, name.c_str());
+    }
+    int count = lua_istable(L, -1) ? static_cast<int>(lua_objlen(L, -1)) : 1;
+    for (int i = 1; i <= count; ++i) {
+      if (lua_istable(L, -1))
+        lua_rawgeti(L, -1, i);
+      else
+        lua_pushvalue(L, -1);
+      size_t vlen = 0;
+      const char* v = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
+                          ? lua_tolstring(L, -1, &vlen)
+                          : nullptr;
+      if (v == nullptr || !isHeaderValue(std::string_view(v, vlen))) {
+        lua_pop(L, 3);
+        return raise(L, "%s: invalid value for header \"%s\"", what, name.c_str());
+      }
+      out.emplace_back(name, std::string(v, vlen));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  return 0;
+}
+
+int txnReply(lua_State* L) {
+  ActiveCall& call = txnCall(L);
+  int status = 0;
+  if (checkStatus(L, 2, "reply", 0, status) == kRaise) return kRaise;
+  size_t blen = 0;
+  const char* body = luaL_optlstring(L, 3, "", &blen);
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  if (checkUndecided(L, call, "reply") == kRaise) return kRaise;
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!lua_isnoneornil(L, 4) && collectHeaders(L, 4, "txn:reply", headers) == kRaise) {
+    return kRaise;
+  }
+  HookDecision& d = *call.decision;
+  d.kind = HookDecision::Kind::kReply;
+  d.status = status;
+  d.body.assign(body, blen);
+  d.headers = std::move(headers);
+  return 0;
+}
+
+int txnDeny(lua_State* L) {
+  ActiveCall& call = txnCall(L);
+  int status = 0;
+  if (checkStatus(L, 2, "deny", 403, status) == kRaise) return kRaise;
+  if (checkUndecided(L, call, "deny") == kRaise) return kRaise;
+  HookDecision& d = *call.decision;
+  d.kind = HookDecision::Kind::kReply;
+  d.status = status;
+  d.body = std::to_string(status) + " " + std::string(reasonPhrase(status)) + "\n";
+  d.headers = {{"content-type", "text/plain"}};
+  return 0;
+}
+
+int txnUseBackend(lua_State* L) {
+  ActiveCall& call = txnCall(L);
+  std::string_view name = checkView(L, 2);
+  if (checkUndecided(L, call, "use_backend") == kRaise) return kRaise;
+  // The backends this script declared, and their modes (stdlib/config.lua seal()).
+  lua_getfield(L, LUA_REGISTRYINDEX, kConfigCtxKey);
+  lua_getfield(L, -1, "backend_modes");
+  lua_pushlstring(L, name.data(), name.size());
+  lua_rawget(L, -2);
+  std::string mode = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+  lua_pop(L, 3);
+  if (mode.empty()) {
+    return raise(L, "txn:use_backend: no backend named \"%s\"", std::string(name).c_str());
+  }
+  if (mode != "http") {
+    return raise(L, "txn:use_backend: backend \"%s\" is in %s mode", std::string(name).c_str(),
+                 mode.c_str());
+  }
+  call.decision->kind = HookDecision::Kind::kUseBackend;
+  call.decision->backend = std::string(name);
+  return 0;
+}
+
+int txnIndex(lua_State* L) {
+  ActiveCall& call = txnCall(L);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  if (!lua_isnil(L, -1)) return 1;
+  lua_pop(L, 1);
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  size_t len = 0;
+  const char* k = lua_tolstring(L, 2, &len);
+  std::string_view key(k, len);
+  const core::RequestContext& ctx = *call.ctx;
+  if (key == "req") {
+    lua_getfenv(L, 1);
+    lua_getfield(L, -1, "req");
+    return 1;
+  }
+  if (key == "src" || key == "dst") {
+    std::string ip = (key == "src" ? ctx.src : ctx.dst).ip();
+    lua_pushlstring(L, ip.data(), ip.size());
+    return 1;
+  }
+  if (key == "src_port" || key == "dst_port") {
+    lua_pushinteger(L, (key == "src_port" ? ctx.src : ctx.dst).port());
+    return 1;
+  }
+  if (key == "frontend") {
+    lua_pushlstring(L, ctx.frontend.data(), ctx.frontend.size());
+    return 1;
+  }
+  return 0;
+}
+
+int txnReadOnly(lua_State* L) {
+  return raise(L, "txn is read-only (keep your data in local variables)");
+}
+
+int reqReadOnly(lua_State* L) {
+  return raise(L, "txn.req is read-only (use its methods)");
+}
+
+// Creates metatable `name` with __index = indexFn over a methods table, __newindex.
+}  // namespace
+
+void registerTxn(lua_State* L) {
+  static const luaL_Reg kReqMethods[] = {
+      {"header", &guarded<reqHeader>},
+      {"headers", &guarded<reqHeaders>},
+      {"set_header", &guarded<reqSetHeader>},
+      {"add_header", &guarded<reqAddHeader>},
+      {"del_header", &guarded<reqDelHeader>},
+      {"set_path", &guarded<reqSetPath>},
+      {nullptr, nullptr},
+  };
+  static const luaL_Reg kTxnMethods[] = {
+      {"reply", &guarded<txnReply>},
+      {"deny", &guarded<txnDeny>},
+      {"use_backend", &guarded<txnUseBackend>},
+      {nullptr, nullptr},
+  };
+  newHandleMeta(L, kReqMeta, "txn.req", kReqMethods, &guarded<reqIndex>, &guarded<reqReadOnly>);
+  newHandleMeta(L, kTxnMeta, "txn", kTxnMethods, &guarded<txnIndex>, &guarded<txnReadOnly>);
+}
+
+void pushTxn(lua_State* L, ActiveCall& call) {
+  pushHandle(L, call, kTxnMeta);
+  lua_createtable(L, 0, 1);
+  pushHandle(L, call, kReqMeta);
+  lua_setfield(L, -2, "req");
+  lua_setfenv(L, -2);
+}
+
+}  // namespace crescent::lua
