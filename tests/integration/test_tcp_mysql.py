@@ -26,7 +26,8 @@ def sql(proxy, statements, database=None):
     ]
     if database:
         argv.append(database)
-    r = subprocess.run(argv + ["-e", statements], capture_output=True, text=True,
+    # Statements on stdin: a command-line argument is limited to 128 KiB.
+    r = subprocess.run(argv, input=statements, capture_output=True, text=True,
                        timeout=60 * SLOW)
     assert r.returncode == 0, f"mariadb client failed: {r.stderr}"
     return r.stdout
