@@ -45,8 +45,9 @@ void HttpSession::onConnected(StreamPtr stream, Server& server) {
   processClient();  // body bytes that arrived with the head, or while connecting
 }
 
-void HttpSession::onConnectFailed(ConnectFailure why, Server*) {
+void HttpSession::onConnectFailed(ConnectFailure why, Server* last) {
   if (connector_) retries_ += connector_->retries();
+  log_srv_ = last;  // the log names the server that could not be reached
   switch (why) {
     case ConnectFailure::kNoServer: return sendError(503, "SC");
     case ConnectFailure::kError: return sendError(502, "SC");

@@ -56,7 +56,8 @@ void TcpSession::onConnected(StreamPtr stream, Server& server) {
   tunnel_->start(Buffer(), Buffer());
 }
 
-void TcpSession::onConnectFailed(ConnectFailure why, Server*) {
+void TcpSession::onConnectFailed(ConnectFailure why, Server* last) {
+  srv_log_ = last;
   finish(why == ConnectFailure::kTimeout ? "sC" : "SC");
 }
 
@@ -78,7 +79,8 @@ void TcpSession::finish(const char* state) {
   if (fe_.log) {
     uint64_t now = w_.loop().now();
     std::string be = backend_ >= 0 ? wg_->config().backends[backend_].name : fe_.name;
-    std::string sv = srv_ != nullptr ? srv_->name() : "<NOSRV>";
+    const Server* named = srv_ != nullptr ? srv_ : srv_log_;
+    std::string sv = named != nullptr ? named->name() : "<NOSRV>";
     int64_t tc = connected_ms_ ? static_cast<int64_t>(connected_ms_ - accept_ms_) : -1;
     uint64_t bytes = client_ ? client_->bytesOut() : 0;
     logTraffic(fmt::format("{}:{} [{}] {} {}/{} 0/{}/{} {} {} {}/{}/{}/{}/{} 0/0", src_.ip(),

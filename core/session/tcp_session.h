@@ -39,7 +39,8 @@ class TcpSession final : public Session, private Connector::Owner, private Tunne
   StreamPtr server_;
   std::unique_ptr<Connector> connector_;
   std::unique_ptr<Tunnel> tunnel_;
-  Server* srv_ = nullptr;
+  Server* srv_ = nullptr;            // slot held while connected
+  const Server* srv_log_ = nullptr;  // last server tried, for the log
   int backend_ = -1;
   Address src_, dst_;
   uint64_t accept_ms_ = 0, accept_wall_ = 0, connected_ms_ = 0;
