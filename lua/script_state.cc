@@ -93,25 +93,26 @@ ScriptState::~ScriptState() {
 }
 
 Result<std::unique_ptr<ScriptState>> ScriptState::load(const std::string& path,
-                                                       uint64_t budget_ms) {
+                                                       const LoadOptions& options) {
   auto text = readFile(path);
   if (!text.ok()) return text.status();
-  return loadSource(path, std::move(*text), budget_ms);
+  return loadSource(path, std::move(*text), options);
 }
 
 Result<std::unique_ptr<ScriptState>> ScriptState::loadSource(const std::string& path,
-                                                             std::string text, uint64_t budget_ms) {
+                                                             std::string text,
+                                                             const LoadOptions& options) {
   lua_State* L = luaL_newstate();
   if (L == nullptr) return Status::error("cannot create a Lua state (out of memory)");
   std::unique_ptr<ScriptState> state(new ScriptState(L));
   state->path_ = path;
   state->script_ = std::move(text);
-  Status st = state->evaluate(budget_ms);
+  Status st = state->evaluate(options);
   if (!st.ok()) return st;
   return state;
 }
 
-Status ScriptState::evaluate(uint64_t budget_ms) {
+Status ScriptState::evaluate(const LoadOptions& options) {
   lua_State* L = L_;
   luaL_openlibs(L);
   // Interpreter only: the runaway guard depends on it (lua/run_budget.h). After
@@ -133,7 +134,9 @@ Status ScriptState::evaluate(uint64_t budget_ms) {
     return Status::error("internal error: cannot load crescent.config: " + st.message());
   }
   lua_getfield(L, -1, "install");
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
+  lua_pushboolean(L, options.quiet);
+  lua_setfield(L, -2, "quiet");
   lua_pushlstring(L, path_.data(), path_.size());
   lua_setfield(L, -2, "path");
   std::string dir = directoryOf(path_);
@@ -160,7 +163,7 @@ Status ScriptState::evaluate(uint64_t budget_ms) {
   }
   Status run;
   {
-    RunBudget budget(L, budget_ms, "config script");
+    RunBudget budget(L, options.budget_ms, "config script");
     run = pcallStatus(L, 0, 0, handler);
   }
   if (!run.ok()) {

@@ -11,6 +11,19 @@ struct lua_State;
 
 namespace crescent::lua {
 
+/// Default wall-clock budget for evaluating a config script (ms). A script still running
+/// after it fails to load with "config script exceeded its time budget".
+inline constexpr uint64_t kDefaultScriptLoadBudgetMs = 10000;
+
+/// How ScriptState::load evaluates a script.
+struct ScriptLoadOptions {
+  uint64_t budget_ms = kDefaultScriptLoadBudgetMs;  ///< 0 = unlimited
+  /// Drop what the script logs (log.info...) while it is evaluated. For the worker
+  /// states, which evaluate the script again after the main thread did: its log lines
+  /// then appear once. Hooks log normally afterwards.
+  bool quiet = false;
+};
+
 /// A sandboxed LuaJIT state that has evaluated one generation's config script.
 ///
 /// The state has the embedded stdlib loaded (`require "crescent.config"` etc.) and the DSL
@@ -28,9 +41,8 @@ namespace crescent::lua {
 /// Not thread-safe: one thread uses a state at a time. Destroying it closes the lua_State.
 class ScriptState {
  public:
-  /// Default wall-clock budget for evaluating a config script (ms). A script still
-  /// running after it fails to load with "config script exceeded its time budget".
-  static constexpr uint64_t kDefaultLoadBudgetMs = 10000;
+  using LoadOptions = ScriptLoadOptions;
+  static constexpr uint64_t kDefaultLoadBudgetMs = kDefaultScriptLoadBudgetMs;
 
   ~ScriptState();
   ScriptState(const ScriptState&) = delete;
@@ -40,12 +52,13 @@ class ScriptState {
   /// (syntax errors, runtime errors, DSL errors such as unknown keys), or
   /// `cannot read config "path": reason`.
   static core::Result<std::unique_ptr<ScriptState>> load(const std::string& path,
-                                                         uint64_t budget_ms = kDefaultLoadBudgetMs);
+                                                         const LoadOptions& options = {});
 
   /// Same, with the script's text given (e.g. a config uploaded through the config API).
   /// `path` names it in errors and locates the modules it requires (its directory).
-  static core::Result<std::unique_ptr<ScriptState>> loadSource(
-      const std::string& path, std::string text, uint64_t budget_ms = kDefaultLoadBudgetMs);
+  static core::Result<std::unique_ptr<ScriptState>> loadSource(const std::string& path,
+                                                               std::string text,
+                                                               const LoadOptions& options = {});
 
   /// Builds the C++ configuration from what the script declared. Errors are
   /// `file:line: message` naming the object and key (bad address, missing backend...).
@@ -65,7 +78,7 @@ class ScriptState {
 
  private:
   explicit ScriptState(lua_State* L) : L_(L) {}
-  core::Status evaluate(uint64_t budget_ms);
+  core::Status evaluate(const LoadOptions& options);
 
   lua_State* L_;
   std::string path_;

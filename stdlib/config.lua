@@ -521,7 +521,7 @@ local function newContext(opts)
         raise(2, format("log.%s: the format must be a string (got %s)", what, type(fmt)))
       end
       local msg = select("#", ...) > 0 and format(fmt, ...) or fmt
-      native_log(level, msg)
+      if ctx.sealed or not opts.quiet then native_log(level, msg) end
     end
   end
   G.log = { debug = logger(0, "debug"), info = logger(1, "info"),
@@ -668,7 +668,8 @@ local function sandbox(G, dir)
 end
 
 -- opts: path (as given), dir ("" or ending in "/"), text (the script), hooks (the
--- registry's hooks table), log (function(level 0..3, msg)).
+-- registry's hooks table), log (function(level 0..3, msg)), quiet (drop log lines
+-- until the evaluation is sealed).
 function _M.install(opts)
   local ctx = newContext(opts)
   if opts.text then setSource(opts.path, opts.text) end

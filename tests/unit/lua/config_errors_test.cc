@@ -210,7 +210,9 @@ TEST(ConfigErrors, ConfigFunctionsAreClosedAfterLoad) {
 TEST(ConfigErrors, RunawayConfigScriptIsCutOff) {
   testing::TempDir dir;
   std::string path = dir.write("loop.lua", "local n = 0\nwhile true do n = n + 1 end\n");
-  auto st = ScriptState::load(path, 200);
+  ScriptState::LoadOptions options;
+  options.budget_ms = 200;
+  auto st = ScriptState::load(path, options);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.message(), path + ":2: config script exceeded its time budget (200 ms)");
 }
