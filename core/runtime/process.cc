@@ -48,6 +48,29 @@ void Process::closeListeners() {
 
 int Process::run() {
   ::signal(SIGPIPE, SIG_IGN);
+  // Signal handlers first: a SIGTERM that arrives while workers start (clients may already
+  // connect: the sockets listen before the workers poll them) is handled, not fatal.
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  loop_ = &loop;
+  uv_signal_init(&loop, &sigint_);
+  uv_signal_init(&loop, &sigterm_);
+  sigint_.data = sigterm_.data = this;
+  uv_signal_start(&sigint_, &Process::onSignal, SIGINT);
+  uv_signal_start(&sigterm_, &Process::onSignal, SIGTERM);
+  int rc = startAndServe();
+  // Close whatever is still open (startup failure), then the loop.
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&sigint_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  loop_ = nullptr;
+  return rc;
+}
+
+int Process::startAndServe() {
   if (Status st = openListeners(); !st.ok()) {
     logError("{}", st.message());
     return 1;
@@ -73,17 +96,7 @@ int Process::run() {
   logInfo("ready: {} thread{}, binds{}, backends{}", threads, threads == 1 ? "" : "s", binds,
           backends.empty() ? " (none)" : backends);
 
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  loop_ = &loop;
-  uv_signal_init(&loop, &sigint_);
-  uv_signal_init(&loop, &sigterm_);
-  sigint_.data = sigterm_.data = this;
-  uv_signal_start(&sigint_, &Process::onSignal, SIGINT);
-  uv_signal_start(&sigterm_, &Process::onSignal, SIGTERM);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
-  loop_ = nullptr;
+  uv_run(loop_, UV_RUN_DEFAULT);  // until SIGINT/SIGTERM closes the signal handles
 
   for (auto& w : workers_) w->join();
   workers_.clear();

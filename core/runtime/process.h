@@ -21,6 +21,7 @@ class Process {
   int run();
 
  private:
+  int startAndServe();
   Status openListeners();
   void closeListeners();
   static void onSignal(uv_signal_t* h, int signum);
