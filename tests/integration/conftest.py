@@ -424,12 +424,17 @@ class MariaDB(Process):
         self.port = port
         self.socket = self.dir / "mysqld.sock"
         datadir = self.dir / "data"
+        # Its own tmpdir: MariaDB names temporary tables after its pid, in /tmp by default.
+        tmpdir = self.dir / "tmp"
+        tmpdir.mkdir(exist_ok=True)
+        env = dict(os.environ, TMPDIR=str(tmpdir))
         r = subprocess.run(
             [
                 "mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
                 "--auth-root-authentication-method=normal", "--skip-test-db",
+                f"--tmpdir={tmpdir}",
             ],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=120, env=env,
         )
         assert r.returncode == 0, f"mariadb-install-db failed:\n{r.stdout}\n{r.stderr}"
         super().__init__(
@@ -438,10 +443,11 @@ class MariaDB(Process):
                 "/usr/sbin/mariadbd", "--no-defaults", f"--datadir={datadir}",
                 f"--socket={self.socket}", f"--port={port}", "--bind-address=127.0.0.1",
                 "--user=root", f"--pid-file={self.dir / 'mysqld.pid'}",
-                f"--log-error={self.dir / 'error.log'}", "--skip-log-bin",
+                f"--log-error={self.dir / 'error.log'}", "--skip-log-bin", f"--tmpdir={tmpdir}",
                 "--innodb-buffer-pool-size=16M", "--max-allowed-packet=64M",
             ],
             self.dir,
+            env={"TMPDIR": tmpdir},
         )
 
     def admin_sql(self, sql):
