@@ -12,6 +12,7 @@ RoundRobin::RoundRobin(Backend& backend) : backend_(backend), score_(backend.ser
 
 Server* RoundRobin::pick(const Server* exclude) {
   auto& servers = backend_.servers();
+  std::lock_guard<std::mutex> lock(mu_);
   Server* best = nullptr;
   int64_t total = 0;
   for (int pass = 0; pass < 2 && best == nullptr; ++pass) {

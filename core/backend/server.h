@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -65,18 +66,21 @@ class Backend {
 
 /// Smooth weighted round robin (the nginx scheme: each pick adds every usable server's
 /// weight to its running score, takes the highest, and subtracts the total). Spreads a
-/// server's turns evenly instead of in bursts. One instance per worker per backend: not
-/// thread-safe, no shared state. Servers with weight 0 or at maxconn are skipped.
+/// server's turns evenly instead of in bursts. One instance per backend, shared by the
+/// workers (as HAProxy shares its LB tree between threads) so that the rotation holds
+/// across connections whichever worker accepts them; pick() takes a short mutex.
+/// Servers with weight 0 or at maxconn are skipped.
 class RoundRobin {
  public:
   explicit RoundRobin(Backend& backend);
   /// The next server, or nullptr when none is usable. `exclude` (may be null) is skipped
-  /// unless it is the only usable one (used by redispatch).
+  /// unless it is the only usable one (used by redispatch). Thread-safe.
   Server* pick(const Server* exclude = nullptr);
 
  private:
   Backend& backend_;
-  std::vector<int64_t> score_;
+  std::mutex mu_;
+  std::vector<int64_t> score_;  // guarded by mu_
 };
 
 }  // namespace crescent::core

@@ -109,7 +109,9 @@ int main(int argc, char** argv) {
 
   std::string path = opt.config;
   core::ScriptRunnerFactory factory = [path]() -> core::Result<std::unique_ptr<core::ScriptRunner>> {
-    auto st = lua::ScriptState::load(path);
+    lua::ScriptState::LoadOptions quiet;
+    quiet.quiet = true;  // the main thread's evaluation already printed the script's log lines
+    auto st = lua::ScriptState::load(path, quiet);
     if (!st.ok()) return st.status();
 #ifdef CRESCENT_HAVE_HOOKS
     return std::unique_ptr<core::ScriptRunner>(std::make_unique<lua::HookRunner>(std::move(*st)));

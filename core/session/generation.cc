@@ -4,17 +4,16 @@ namespace crescent::core {
 
 Generation::Generation(uint64_t id, std::shared_ptr<const Config> config)
     : id_(id), config_(std::move(config)) {
-  for (size_t i = 0; i < config_->backends.size(); ++i)
+  for (size_t i = 0; i < config_->backends.size(); ++i) {
     backends_.push_back(std::make_unique<Backend>(config_->backends[i], i));
+    balancers_.push_back(std::make_unique<RoundRobin>(*backends_.back()));
+  }
   for (size_t i = 0; i < config_->frontends.size(); ++i)
     frontend_stats_.push_back(std::make_unique<FrontendStats>());
 }
 
 WorkerGeneration::WorkerGeneration(std::shared_ptr<Generation> gen,
                                    std::unique_ptr<ScriptRunner> scripts)
-    : gen_(std::move(gen)), scripts_(std::move(scripts)) {
-  for (size_t i = 0; i < gen_->backendCount(); ++i)
-    balancers_.push_back(std::make_unique<RoundRobin>(gen_->backend(i)));
-}
+    : gen_(std::move(gen)), scripts_(std::move(scripts)) {}
 
 }  // namespace crescent::core

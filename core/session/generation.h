@@ -29,16 +29,18 @@ class Generation {
   Backend& backend(size_t i) { return *backends_[i]; }
   size_t backendCount() const { return backends_.size(); }
   FrontendStats& frontendStats(size_t i) { return *frontend_stats_[i]; }
+  RoundRobin& balancer(size_t backend_index) { return *balancers_[backend_index]; }
 
  private:
   uint64_t id_;
   std::shared_ptr<const Config> config_;
   std::vector<std::unique_ptr<Backend>> backends_;
   std::vector<std::unique_ptr<FrontendStats>> frontend_stats_;
+  std::vector<std::unique_ptr<RoundRobin>> balancers_;
 };
 
 /// What one worker thread holds for one generation: its own Lua state (through the
-/// ScriptRunner) and its own balancer state. Used only on that worker's thread.
+/// ScriptRunner). Used only on that worker's thread.
 class WorkerGeneration {
  public:
   WorkerGeneration(std::shared_ptr<Generation> gen, std::unique_ptr<ScriptRunner> scripts);
@@ -46,12 +48,11 @@ class WorkerGeneration {
   const Config& config() const { return gen_->config(); }
   /// May be null when the config declares no Lua hooks.
   ScriptRunner* scripts() { return scripts_.get(); }
-  RoundRobin& balancer(size_t backend_index) { return *balancers_[backend_index]; }
+  RoundRobin& balancer(size_t backend_index) { return gen_->balancer(backend_index); }
 
  private:
   std::shared_ptr<Generation> gen_;
   std::unique_ptr<ScriptRunner> scripts_;
-  std::vector<std::unique_ptr<RoundRobin>> balancers_;
 };
 
 }  // namespace crescent::core
