@@ -40,17 +40,18 @@ enum class ParseResult { kIncomplete, kComplete, kError };
 /// detected in input order (bare LF as soon as it arrives, the start line as soon as it
 /// ends, fields when the head is complete).
 ///
-/// Refused with 400: bare LF where CRLF is required, obs-fold (a line starting with SP
-/// or HTAB), whitespace between a field name and its colon, an empty or invalid field
-/// name (not a token), control characters (other than HTAB) or a bare CR in values, an
-/// invalid method token, an empty request-target or one with control characters, spaces or
-/// DEL (bytes >= 0x80 are accepted), a malformed status line (status must be 100..999; a
-/// missing reason phrase, with or without its SP, is accepted). Leading and trailing
-/// whitespace around a field value is not part of the value's view. Refused with 505: a version
-/// other than HTTP/1.0 or HTTP/1.1. When the buffer reaches `max_head` bytes without a complete
-/// head: 431 for requests (414 when still inside the request line), 502-worthy error for
-/// responses (status 502). Leading empty lines before a request line are skipped
-/// (RFC 9112 §2.2).
+/// Refused with 400: bare LF where CRLF is required, a bare CR, obs-fold (a line
+/// starting with SP or HTAB), whitespace between a field name and its colon, an empty or
+/// invalid field name (not a token), control characters other than HTAB in values, an
+/// invalid method token, an empty request-target or one with control characters, spaces
+/// or DEL (bytes >= 0x80 are accepted), a malformed status line (the status must be
+/// 100..999; a missing reason phrase, with or without its SP, is accepted). Refused with
+/// 505: a version other than HTTP/1.0 or HTTP/1.1. Only the first `max_head` bytes are
+/// looked at: without a complete head in them, 431 for requests (414 when still inside
+/// the request line) and 502 for responses. For responses, the status says what was wrong;
+/// the proxy answers 502 whatever it is. Leading and trailing whitespace around a field
+/// value is not part of the value's view. Empty lines (CRLF) before a request line are
+/// skipped (RFC 9112 §2.2); before a status line they are an error.
 class HeadParser {
  public:
   explicit HeadParser(size_t max_head = 16384) : max_head_(max_head) {}

@@ -212,6 +212,29 @@ TEST(Http1Parser, RefusesMalformedStatusLines) {
   for (const Refused& c : cases) expectRefused(c, resp);
 }
 
+// Values are checked eight bytes at a time; a bad byte must be found at any offset.
+TEST(Http1Parser, ControlCharacterAtAnyOffsetOfALongValue) {
+  for (char bad : {'\0', '\x01', '\x0b', '\x1f', '\x7f', '\r', '\n'}) {
+    for (size_t at = 0; at < 40; ++at) {
+      std::string value(40, 'v');
+      value[at] = bad;
+      std::string in = "GET / HTTP/1.1\r\nHost: h\r\nX: " + value + "\r\n\r\n";
+      Transcript t = runOneShot(in);
+      EXPECT_TRUE(t.error) << "byte " << int(bad) << " at " << at;
+      EXPECT_EQ(t.status, 400);
+    }
+  }
+  for (size_t at = 1; at < 39; ++at) {
+    std::string value(40, 'v');
+    value[at] = '\t';
+    value[at / 2] = '\xff';
+    std::string in = "GET / HTTP/1.1\r\nHost: h\r\nX: " + value + "\r\n\r\n";
+    Transcript t = runOneShot(in);
+    ASSERT_FALSE(t.error) << "tab at " << at << ": " << t;
+    EXPECT_EQ(t.messages[0].headers[1].second, value);
+  }
+}
+
 TEST(Http1Parser, OverlongHeads) {
   Options small{.max_head = 64};
   std::string long_line = "GET /" + std::string(100, 'a') + " HTTP/1.1\r\nHost: h\r\n\r\n";
