@@ -214,7 +214,7 @@ ParseResult HeadParser::parse(std::string_view buf, HttpHead& head, Error& err, 
   const char* data = buf.data();
   bool start_line_parsed_now = false;  // head's start-line views point into this `buf`
   if (phase_ == Phase::kLeading && !skipLeadingEmptyLines(buf, limit, request)) {
-    if (buf.size() >= max_head_) return fail(err, request ? 414 : 502, "head too large");
+    if (buf.size() >= max_head_) return fail(err, request ? 400 : 502, "head too large");
     return ParseResult::kIncomplete;
   }
 
@@ -248,8 +248,8 @@ ParseResult HeadParser::parse(std::string_view buf, HttpHead& head, Error& err, 
   if (phase_ != Phase::kDone) {
     if (buf.size() < max_head_) return ParseResult::kIncomplete;
     if (!request) return fail(err, 502, "response head too large");
-    if (phase_ == Phase::kStartLine) return fail(err, 414, "request line too long");
-    return fail(err, 431, "request head too large");
+    if (phase_ == Phase::kStartLine) return fail(err, 400, "request line too long");
+    return fail(err, 400, "request head too large");
   }
 
   if (!start_line_parsed_now) {

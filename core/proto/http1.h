@@ -13,7 +13,7 @@
 
 namespace crescent::core::http1 {
 
-/// Why a message was refused, with the status a proxy answers (400, 413, 414, 431, 501,
+/// Why a message was refused, with the status a proxy answers (400, 413, 501,
 /// 505) and a short reason for the log line ("both Content-Length and Transfer-Encoding").
 struct Error {
   int status = 400;
@@ -47,8 +47,9 @@ enum class ParseResult { kIncomplete, kComplete, kError };
 /// or DEL (bytes >= 0x80 are accepted), a malformed status line (the status must be
 /// 100..999; a missing reason phrase, with or without its SP, is accepted). Refused with
 /// 505: a version other than HTTP/1.0 or HTTP/1.1. Only the first `max_head` bytes are
-/// looked at: without a complete head in them, 431 for requests (414 when still inside
-/// the request line) and 502 for responses. For responses, the status says what was wrong;
+/// looked at: without a complete head in them, 400 for requests (the rule: an
+/// over-long head is a malformed request, as in HAProxy; the reason says whether the
+/// request line or the field section overflowed) and 502 for responses. For responses, the status says what was wrong;
 /// the proxy answers 502 whatever it is. Leading and trailing whitespace around a field
 /// value is not part of the value's view. Empty lines (CRLF) before a request line are
 /// skipped (RFC 9112 §2.2); before a status line they are an error.

@@ -164,7 +164,7 @@ bool HttpSession::readRequestHead() {
     return true;
   }
   if (req_buf_ && req_buf_.tailroom() == 0 && req_buf_.size() >= req_buf_.capacity()) {
-    sendError(431, "PR");
+    sendError(400, "PR");
     return false;
   }
   return false;
