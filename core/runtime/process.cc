@@ -78,10 +78,15 @@ int Process::startAndServe() {
   int threads = config_->global.threads;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   auto gen = std::make_shared<Generation>(1, config_);
-  for (int i = 0; i < threads; ++i) {
-    auto w = std::make_unique<Worker>(i + 1, counters_, factory_);
+  // Every Worker exists before any starts, so the list that wake_all reads from worker
+  // threads never changes while they run.
+  for (int i = 0; i < threads; ++i)
+    workers_.push_back(std::make_unique<Worker>(i + 1, counters_, factory_));
+  counters_.wake_all = [this] {
+    for (auto& w : workers_) w->wake();
+  };
+  for (auto& w : workers_) {
     Status st = w->start(gen, sockets_);
-    workers_.push_back(std::move(w));
     if (!st.ok()) {
       logError("{}", st.message());
       for (auto& x : workers_) x->stop();

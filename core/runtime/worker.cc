@@ -75,9 +75,11 @@ void Worker::acceptFrom(Listener& l, size_t frontend_index) {
   if (atLimit(frontend_index)) {
     // Leave the connection in the kernel's queue; libuv stops polling this socket until
     // resumePaused() accepts it (HAProxy's maxconn behaviour: clients wait, not refused).
+    if (!l.paused()) counters_.paused.fetch_add(1, std::memory_order_relaxed);
     l.setPaused();
     return;
   }
+  if (l.paused()) counters_.paused.fetch_sub(1, std::memory_order_relaxed);
   StreamPtr client = l.accept();
   if (!client) return;
   if (!l.unixSocket()) client->setNoDelay(true);
@@ -132,7 +134,10 @@ void Worker::endSession(Session* s) {
   --session_count_;
   counters_.actconn.fetch_sub(1, std::memory_order_relaxed);
   loop_.deferDelete(std::unique_ptr<Deletable>(s));
-  if (!stopping_) resumePaused();
+  if (stopping_) return;
+  resumePaused();
+  // A listener of another worker may be waiting for the slot this session freed.
+  if (counters_.paused.load(std::memory_order_relaxed) > 0 && counters_.wake_all) counters_.wake_all();
 }
 
 }  // namespace crescent::core

@@ -38,6 +38,13 @@ class Worker final : public WorkerContext {
   Status start(std::shared_ptr<Generation> gen, const std::vector<ListenSocket>& sockets);
   /// Hard stop: closes listeners, aborts every session, lets the loop end. Thread-safe.
   void stop();
+  /// Asks the worker to accept connections its listeners held back at a limit, if the
+  /// limit allows now. Thread-safe.
+  void wake() {
+    loop_.post([this] {
+      if (!stopping_) resumePaused();
+    });
+  }
   /// Waits for the thread to finish.
   void join();
 

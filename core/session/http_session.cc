@@ -41,7 +41,6 @@ HttpSession::~HttpSession() {
   connector_.reset();
   if (srv_ != nullptr) srv_->release();
   if (backend_ >= 0) wg_->gen().backend(backend_).release();
-  wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void HttpSession::start() {
@@ -412,6 +411,8 @@ void HttpSession::finish() {
     srv_->release();
     srv_ = nullptr;
   }
+  // Before endSession(): it may accept a connection that waited for this slot.
+  wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
   w_.endSession(this);
 }
 

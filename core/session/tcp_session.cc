@@ -19,7 +19,6 @@ TcpSession::TcpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, s
 }
 
 TcpSession::~TcpSession() {
-  wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
   tunnel_.reset();
   connector_.reset();
   if (srv_ != nullptr) srv_->release();
@@ -95,6 +94,8 @@ void TcpSession::finish(const char* state) {
   // later loop turn (never inside their own callbacks).
   client_.reset();
   server_.reset();
+  // Before endSession(): it may accept a connection that waited for this slot.
+  wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
   w_.endSession(this);
 }
 

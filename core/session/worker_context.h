@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "core/net/event_loop.h"
@@ -28,6 +29,10 @@ struct ProcessCounters {
   std::atomic<int> actconn{0};
   std::atomic<uint64_t> cumconn{0};
   int maxconn = 0;  ///< 0 = unlimited
+  /// Listeners holding a connection back because a limit was reached, all workers.
+  std::atomic<int> paused{0};
+  /// Set by the process: asks every worker to retry its paused listeners (thread-safe).
+  std::function<void()> wake_all;
 };
 
 /// What a session needs from the worker thread that owns it. Implemented by
