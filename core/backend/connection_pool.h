@@ -24,7 +24,7 @@ class ConnectionPool : private StreamHandler {
   ~ConnectionPool() override;
 
   /// An idle connection to `server`, or a null StreamPtr. The caller becomes its owner and
-  /// must set its handler.
+  /// must set its handler before returning to the loop (the stream is still reading).
   StreamPtr take(const Server* server);
   /// Keeps `stream` (connected to `server`, nothing pending in either direction).
   void give(const Server* server, StreamPtr stream);

@@ -76,11 +76,13 @@ Result<ListenerPtr> Listener::open(EventLoop& loop, int fd, bool unix_socket, On
 
 Listener::Listener(EventLoop& loop, bool unix_socket, OnPending cb, void* ctx)
     : loop_(loop), unix_(unix_socket), cb_(cb), ctx_(ctx) {
-  if (unix_socket)
+  if (unix_socket) {
     uv_pipe_init(loop.uv(), &h_.pipe, 0);
-  else
+    h_.pipe.data = this;
+  } else {
     uv_tcp_init(loop.uv(), &h_.tcp);
-  reinterpret_cast<uv_handle_t*>(&h_)->data = this;
+    h_.tcp.data = this;
+  }
 }
 
 void Listener::onConnectionCb(uv_stream_t* s, int status) {

@@ -98,6 +98,28 @@ void Stream::write(std::string data) {
   queueWrite(data.data(), data.size(), nullptr, &data);
 }
 
+void Stream::write(std::string head, Buffer body) {
+  if (closing_) return;
+  if (head.empty()) return write(std::move(body));
+  if (body.empty() || writes_in_flight_ != 0 || shutdown_started_) {
+    write(std::move(head));
+    write(std::move(body));
+    return;
+  }
+  uv_buf_t bufs[2] = {uv_buf_init(head.data(), static_cast<unsigned>(head.size())),
+                      uv_buf_init(body.data(), static_cast<unsigned>(body.size()))};
+  int w = uv_try_write(uv(), bufs, 2);
+  size_t done = w > 0 ? static_cast<size_t>(w) : 0;
+  if (done > 0) wrote(done);
+  if (done < head.size()) {
+    queueWrite(head.data() + done, head.size() - done, nullptr, &head);
+    queueWrite(body.data(), body.size(), &body, nullptr);
+    return;
+  }
+  done -= head.size();
+  if (done < body.size()) queueWrite(body.data() + done, body.size() - done, &body, nullptr);
+}
+
 void Stream::queueWrite(const char* p, size_t n, Buffer* b, std::string* s) {
   if (writes_in_flight_ == 0 && !shutdown_started_) {
     uv_buf_t ub = uv_buf_init(const_cast<char*>(p), static_cast<unsigned>(n));

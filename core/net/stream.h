@@ -68,6 +68,9 @@ class Stream {
   /// onStreamError. Ownership of the buffer/string passes to the stream.
   void write(Buffer data);
   void write(std::string data);
+  /// Queues `head` then `body` (e.g. a serialized HTTP head and the body bytes that came
+  /// with it), sent with one writev when nothing is queued: one syscall, not two.
+  void write(std::string head, Buffer body);
   /// Bytes accepted by write() and not yet handed to the kernel.
   size_t pendingBytes() const { return pending_; }
   /// Output above which callers should stop feeding this stream (back-pressure).

@@ -507,6 +507,11 @@ void HttpSession::writeClient(Buffer b) {
   client_->write(std::move(b));
 }
 
+void HttpSession::writeClient(std::string head, Buffer b) {
+  bytes_to_client_ += head.size() + b.size();
+  client_->write(std::move(head), std::move(b));
+}
+
 void HttpSession::logExchange() {
   if (!fe_->log) return;
   uint64_t now = w_.loop().now();

@@ -85,7 +85,7 @@ class HttpSession final : public Session,
   void onServerData(Buffer data);
   bool readResponseHead(Buffer& data);
   void onResponseHead(Buffer rest);
-  void forwardResponseBody(Buffer data);
+  void forwardResponseBody(Buffer data, std::string head = {});
   void onServerEof();
   void startTunnel(Buffer to_client);
   void releaseServer(bool reusable);
@@ -99,6 +99,7 @@ class HttpSession final : public Session,
 
   void writeClient(std::string s);
   void writeClient(Buffer b);
+  void writeClient(std::string head, Buffer b);
   void logExchange();
   void resetExchange();
 

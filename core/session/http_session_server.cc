@@ -191,26 +191,32 @@ void HttpSession::onResponseHead(Buffer rest) {
   out.reserve(resp_buf_.size() + 64);
   http1::serializeResponseHead(resp_, out);
   resp_.version_minor = version;
-  writeClient(std::move(out));
   resp_buf_.release();
 
-  if (tunnel) return startTunnel(std::move(rest));
+  if (tunnel) {
+    writeClient(std::move(out));
+    return startTunnel(std::move(rest));
+  }
   resp_body_.reset(resp_framing_.body, resp_framing_.content_length);
   if (resp_body_.done()) {
+    writeClient(std::move(out));
     resp_done_ = true;
     if (rest && !rest.empty()) server_reusable_ = false;  // bytes after a bodiless response
     return endExchange();
   }
-  if (rest && !rest.empty()) forwardResponseBody(std::move(rest));
+  if (!rest || rest.empty()) return writeClient(std::move(out));
+  // The head and the body bytes that came with it leave in one write.
+  forwardResponseBody(std::move(rest), std::move(out));
 }
 
-void HttpSession::forwardResponseBody(Buffer data) {
+void HttpSession::forwardResponseBody(Buffer data, std::string head) {
   if (resp_done_) {
     server_reusable_ = false;  // the server sent more than the response
     return;
   }
   size_t n;
   if (dechunk_) {
+    if (!head.empty()) writeClient(std::move(head));
     struct Sink : http1::BodySink {
       HttpSession* self;
       void onData(std::string_view d) override {
@@ -224,11 +230,11 @@ void HttpSession::forwardResponseBody(Buffer data) {
   } else {
     n = resp_body_.feed(data.data(), data.size());
     if (n == data.size()) {
-      writeClient(std::move(data));
+      writeClient(std::move(head), std::move(data));
     } else {
       Buffer part = BufferPool::local().take();
       part.append(data.view().substr(0, n));
-      writeClient(std::move(part));
+      writeClient(std::move(head), std::move(part));
     }
   }
   if (resp_body_.state() == http1::BodyDecoder::State::kError) {
