@@ -4,13 +4,16 @@
 
 namespace crescent::core {
 
-ConnectionPool::ConnectionPool(EventLoop& loop, size_t max_idle_per_server, uint64_t idle_timeout_ms)
+ConnectionPool::ConnectionPool(EventLoop& loop, size_t max_idle_per_server,
+                               uint64_t idle_timeout_ms)
     : loop_(loop),
       max_idle_(max_idle_per_server),
       idle_timeout_(idle_timeout_ms),
       timer_(Timer::create(loop, &ConnectionPool::onTimer, this)) {}
 
-ConnectionPool::~ConnectionPool() { clear(); }
+ConnectionPool::~ConnectionPool() {
+  clear();
+}
 
 StreamPtr ConnectionPool::take(const Server* server) {
   auto it = idle_.find(server);
@@ -45,13 +48,20 @@ size_t ConnectionPool::idleCount() const {
 }
 
 // Any byte from an idle server is a protocol error or a close: drop the connection.
-void ConnectionPool::onStreamData(Stream& s, Buffer) { drop(s); }
-void ConnectionPool::onStreamEof(Stream& s) { drop(s); }
-void ConnectionPool::onStreamError(Stream& s, int) { drop(s); }
+void ConnectionPool::onStreamData(Stream& s, Buffer) {
+  drop(s);
+}
+void ConnectionPool::onStreamEof(Stream& s) {
+  drop(s);
+}
+void ConnectionPool::onStreamError(Stream& s, int) {
+  drop(s);
+}
 
 void ConnectionPool::drop(Stream& s) {
   for (auto& [server, list] : idle_) {
-    auto it = std::find_if(list.begin(), list.end(), [&](const Idle& i) { return i.stream.get() == &s; });
+    auto it =
+        std::find_if(list.begin(), list.end(), [&](const Idle& i) { return i.stream.get() == &s; });
     if (it != list.end()) {
       list.erase(it);  // closes the stream (safe inside its callback: freed in close cb)
       return;

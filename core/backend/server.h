@@ -1,9 +1,9 @@
 #pragma once
 
 #include <atomic>
-#include <mutex>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "core/config/config.h"
@@ -14,7 +14,8 @@ namespace crescent::core {
 /// Counters are atomics (relaxed: they feed stats and balancing, not synchronisation).
 class Server {
  public:
-  Server(const ServerConfig& cfg, size_t index) : config_(cfg), index_(index), weight_(cfg.weight) {}
+  Server(const ServerConfig& cfg, size_t index)
+      : config_(cfg), index_(index), weight_(cfg.weight) {}
 
   const ServerConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }

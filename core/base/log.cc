@@ -20,18 +20,26 @@ void writeAll(int fd, std::string_view s) {
 
 const char* levelName(LogLevel l) {
   switch (l) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarning: return "warning";
-    case LogLevel::kError: return "error";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarning:
+      return "warning";
+    case LogLevel::kError:
+      return "error";
   }
   return "?";
 }
 
 }  // namespace
 
-void setLogLevel(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
-LogLevel logLevel() { return g_level.load(std::memory_order_relaxed); }
+void setLogLevel(LogLevel level) {
+  g_level.store(level, std::memory_order_relaxed);
+}
+LogLevel logLevel() {
+  return g_level.load(std::memory_order_relaxed);
+}
 
 void logLine(LogLevel level, std::string_view line) {
   std::string out = fmt::format("crescent[{}]: {}: {}\n", ::getpid(), levelName(level), line);

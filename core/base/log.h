@@ -25,7 +25,8 @@ void logTraffic(std::string_view line);
 
 template <class... Args>
 void logInfo(fmt::format_string<Args...> f, Args&&... args) {
-  if (logLevel() <= LogLevel::kInfo) logLine(LogLevel::kInfo, fmt::format(f, std::forward<Args>(args)...));
+  if (logLevel() <= LogLevel::kInfo)
+    logLine(LogLevel::kInfo, fmt::format(f, std::forward<Args>(args)...));
 }
 template <class... Args>
 void logWarning(fmt::format_string<Args...> f, Args&&... args) {
@@ -38,7 +39,8 @@ void logError(fmt::format_string<Args...> f, Args&&... args) {
 }
 template <class... Args>
 void logDebug(fmt::format_string<Args...> f, Args&&... args) {
-  if (logLevel() <= LogLevel::kDebug) logLine(LogLevel::kDebug, fmt::format(f, std::forward<Args>(args)...));
+  if (logLevel() <= LogLevel::kDebug)
+    logLine(LogLevel::kDebug, fmt::format(f, std::forward<Args>(args)...));
 }
 
 }  // namespace crescent::core

@@ -25,15 +25,15 @@ enum class Mode { kTcp, kHttp };
 
 /// Timeouts in milliseconds, HAProxy's meaning (reference/README.md). 0 = none (wait forever).
 struct Timeouts {
-  uint64_t connect = 5000;          ///< server connection establishment
-  uint64_t client = 30000;          ///< client-side inactivity
-  uint64_t server = 30000;          ///< server-side inactivity
-  uint64_t tunnel = 0;              ///< both-direction inactivity once tunnelled; 0: client/server apply
-  uint64_t queue = 0;               ///< wait for a server slot; 0: same as connect
-  uint64_t http_request = 0;        ///< whole request head; 0: same as client
-  uint64_t http_keep_alive = 0;     ///< idle between requests; 0: same as http_request
-  uint64_t client_fin = 0;          ///< half-closed client side; 0: same as client
-  uint64_t server_fin = 0;          ///< half-closed server side; 0: same as server
+  uint64_t connect = 5000;    ///< server connection establishment
+  uint64_t client = 30000;    ///< client-side inactivity
+  uint64_t server = 30000;    ///< server-side inactivity
+  uint64_t tunnel = 0;        ///< both-direction inactivity once tunnelled; 0: client/server apply
+  uint64_t queue = 0;         ///< wait for a server slot; 0: same as connect
+  uint64_t http_request = 0;  ///< whole request head; 0: same as client
+  uint64_t http_keep_alive = 0;  ///< idle between requests; 0: same as http_request
+  uint64_t client_fin = 0;       ///< half-closed client side; 0: same as client
+  uint64_t server_fin = 0;       ///< half-closed server side; 0: same as server
 };
 
 /// ACL tree as declared with the DSL's `acl.*` helpers. Leaves are matches; inner nodes
@@ -49,11 +49,12 @@ struct AclNode {
   std::vector<AclNode> children;  ///< kAll/kAny: 1..n; kNot: exactly 1
 
   Fetch fetch = Fetch::kPath;
-  std::string arg;                  ///< header name / url parameter name
+  std::string arg;  ///< header name / url parameter name
   Op op = Op::kEq;
-  std::vector<std::string> values;  ///< any one matching is a match; CIDRs as "10.0.0.0/8", ports as "80" or "8000-8080"
+  std::vector<std::string>
+      values;  ///< any one matching is a match; CIDRs as "10.0.0.0/8", ports as "80" or "8000-8080"
   bool nocase = false;
-  int line = 0;                     ///< config line where the ACL was written
+  int line = 0;  ///< config line where the ACL was written
 };
 
 struct BindConfig {
@@ -66,8 +67,8 @@ struct ServerConfig {
   std::string name;
   std::string text;  ///< address as written
   Address address;
-  int weight = 1;    ///< 0..256; 0 takes no new traffic
-  int maxconn = 0;   ///< 0 = unlimited
+  int weight = 1;   ///< 0..256; 0 takes no new traffic
+  int maxconn = 0;  ///< 0 = unlimited
   int line = 0;
 };
 
@@ -88,7 +89,7 @@ class Acl;  // core/config/acl.h: an AclNode compiled to a matcher
 
 struct UseBackendRule {
   std::string backend;
-  size_t backend_index = 0;        ///< into Config::backends
+  size_t backend_index = 0;         ///< into Config::backends
   std::shared_ptr<const Acl> when;  ///< null: always
   int line = 0;
 };
@@ -101,17 +102,17 @@ struct FrontendConfig {
   int maxconn = 0;  ///< 0 = only the global limit
   bool forwardfor = false;
   std::vector<UseBackendRule> use_backend;
-  std::string default_backend;               ///< empty: none (503 / close)
-  int default_backend_index = -1;            ///< into Config::backends, -1: none
-  int http_request_hook = 0;                 ///< >0: Lua hook id
-  bool log = true;                           ///< one httplog/tcplog line per exchange/session
+  std::string default_backend;     ///< empty: none (503 / close)
+  int default_backend_index = -1;  ///< into Config::backends, -1: none
+  int http_request_hook = 0;       ///< >0: Lua hook id
+  bool log = true;                 ///< one httplog/tcplog line per exchange/session
   int line = 0;
 };
 
 struct GlobalConfig {
-  int threads = 0;            ///< worker threads; 0 = number of cores
-  int maxconn = 0;            ///< process-wide concurrent client connections; 0 = unlimited
-  uint64_t bufsize = 16384;   ///< bytes per pooled buffer; also the largest request/response head
+  int threads = 0;           ///< worker threads; 0 = number of cores
+  int maxconn = 0;           ///< process-wide concurrent client connections; 0 = unlimited
+  uint64_t bufsize = 16384;  ///< bytes per pooled buffer; also the largest request/response head
   uint64_t hard_stop_after = 0;  ///< ms; 0 = none
 };
 

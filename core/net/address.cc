@@ -26,11 +26,13 @@ Result<Address> Address::parse(std::string_view text) {
   Address a;
   if (text.substr(0, 5) == "unix:") {
     std::string_view path = text.substr(5);
-    if (path.empty()) return Status::error("empty UNIX socket path in \"" + std::string(text) + "\"");
+    if (path.empty())
+      return Status::error("empty UNIX socket path in \"" + std::string(text) + "\"");
     sockaddr_un un{};
     un.sun_family = AF_UNIX;
     if (path.size() >= sizeof(un.sun_path))
-      return Status::error("UNIX socket path too long (max 107 bytes): \"" + std::string(path) + "\"");
+      return Status::error("UNIX socket path too long (max 107 bytes): \"" + std::string(path) +
+                           "\"");
     std::memcpy(un.sun_path, path.data(), path.size());
     socklen_t len = offsetof(sockaddr_un, sun_path) + path.size();
     if (path[0] == '@') {
@@ -95,17 +97,26 @@ Address Address::fromSockaddr(const sockaddr* sa, socklen_t len) {
   std::memcpy(&a.ss_, sa, len);
   a.len_ = len;
   switch (sa->sa_family) {
-    case AF_INET: a.family_ = Family::kIpv4; break;
-    case AF_INET6: a.family_ = Family::kIpv6; break;
-    case AF_UNIX: a.family_ = Family::kUnix; break;
-    default: a.family_ = Family::kNone; break;
+    case AF_INET:
+      a.family_ = Family::kIpv4;
+      break;
+    case AF_INET6:
+      a.family_ = Family::kIpv6;
+      break;
+    case AF_UNIX:
+      a.family_ = Family::kUnix;
+      break;
+    default:
+      a.family_ = Family::kNone;
+      break;
   }
   return a;
 }
 
 uint16_t Address::port() const {
   if (family_ == Family::kIpv4) return ntohs(reinterpret_cast<const sockaddr_in*>(&ss_)->sin_port);
-  if (family_ == Family::kIpv6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&ss_)->sin6_port);
+  if (family_ == Family::kIpv6)
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&ss_)->sin6_port);
   return 0;
 }
 
@@ -142,10 +153,14 @@ std::string Address::ip() const {
 
 std::string Address::toString() const {
   switch (family_) {
-    case Family::kIpv4: return ip() + ":" + std::to_string(port());
-    case Family::kIpv6: return "[" + ip() + "]:" + std::to_string(port());
-    case Family::kUnix: return "unix:" + unixPath();
-    case Family::kNone: break;
+    case Family::kIpv4:
+      return ip() + ":" + std::to_string(port());
+    case Family::kIpv6:
+      return "[" + ip() + "]:" + std::to_string(port());
+    case Family::kUnix:
+      return "unix:" + unixPath();
+    case Family::kNone:
+      break;
   }
   return "-";
 }

@@ -16,7 +16,9 @@ EventLoop::EventLoop() {
   uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
 }
 
-EventLoop::~EventLoop() { close(); }
+EventLoop::~EventLoop() {
+  close();
+}
 
 void EventLoop::deferDelete(std::unique_ptr<Deletable> obj) {
   if (!obj) return;
@@ -48,7 +50,9 @@ void EventLoop::post(std::function<void()> task) {
   uv_async_send(&async_);
 }
 
-void EventLoop::onAsyncCb(uv_async_t* h) { static_cast<EventLoop*>(h->data)->runPosted(); }
+void EventLoop::onAsyncCb(uv_async_t* h) {
+  static_cast<EventLoop*>(h->data)->runPosted();
+}
 
 void EventLoop::runPosted() {
   std::vector<std::function<void()>> tasks;
@@ -59,7 +63,9 @@ void EventLoop::runPosted() {
   for (auto& t : tasks) t();
 }
 
-void EventLoop::run() { uv_run(&loop_, UV_RUN_DEFAULT); }
+void EventLoop::run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+}
 
 int EventLoop::close() {
   if (closed_) return 0;

@@ -63,10 +63,12 @@ Address socketLocalAddress(int fd) {
   return Address::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
-Result<ListenerPtr> Listener::open(EventLoop& loop, int fd, bool unix_socket, OnPending cb, void* ctx) {
+Result<ListenerPtr> Listener::open(EventLoop& loop, int fd, bool unix_socket, OnPending cb,
+                                   void* ctx) {
   ListenerPtr l(new Listener(loop, unix_socket, cb, ctx));
   int rc = unix_socket ? uv_pipe_open(&l->h_.pipe, fd) : uv_tcp_open(&l->h_.tcp, fd);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l->h_), 1024, &Listener::onConnectionCb);
+  if (rc == 0)
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l->h_), 1024, &Listener::onConnectionCb);
   if (rc != 0) {
     ::close(fd);
     return Status::error(std::string("cannot poll listening socket: ") + uv_strerror(rc));
@@ -104,6 +106,8 @@ void Listener::close() {
   uv_close(reinterpret_cast<uv_handle_t*>(&h_), &Listener::onCloseCb);
 }
 
-void Listener::onCloseCb(uv_handle_t* h) { delete static_cast<Listener*>(h->data); }
+void Listener::onCloseCb(uv_handle_t* h) {
+  delete static_cast<Listener*>(h->data);
+}
 
 }  // namespace crescent::core

@@ -17,7 +17,8 @@ StreamPtr Stream::create(EventLoop& loop, Kind kind) {
 }
 
 Stream::Stream(EventLoop& loop, Kind kind) : loop_(loop), kind_(kind) {
-  int rc = kind == Kind::kTcp ? uv_tcp_init(loop.uv(), &h_.tcp) : uv_pipe_init(loop.uv(), &h_.pipe, 0);
+  int rc =
+      kind == Kind::kTcp ? uv_tcp_init(loop.uv(), &h_.tcp) : uv_pipe_init(loop.uv(), &h_.pipe, 0);
   if (rc != 0) std::abort();
   uv()->data = this;
   last_activity_ = loop.now();
@@ -73,7 +74,8 @@ void Stream::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     b.commit(static_cast<size_t>(nread));
     self->bytes_in_ += static_cast<uint64_t>(nread);
     self->last_activity_ = self->loop_.now();
-    if (self->handler_ != nullptr && !self->closing_) self->handler_->onStreamData(*self, std::move(b));
+    if (self->handler_ != nullptr && !self->closing_)
+      self->handler_->onStreamData(*self, std::move(b));
     return;
   }
   self->read_buf_.release();  // an idle or finished stream holds no buffer
@@ -191,19 +193,24 @@ void Stream::shutdown() {
 
 void Stream::onShutdownCb(uv_shutdown_t*, int) {}
 
-Address Stream::peerAddress() const {
-  sockaddr_storage ss{};
-  int len = sizeof(ss);
+// getpeername/getsockname for either kind of stream.
+Address Stream::endpoint(bool peer) const {
   auto* self = const_cast<Stream*>(this);
   if (kind_ == Kind::kTcp) {
-    if (uv_tcp_getpeername(&self->h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-    return Address::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(len));
+    sockaddr_storage ss{};
+    int len = sizeof(ss);
+    auto* sa = reinterpret_cast<sockaddr*>(&ss);
+    int rc = peer ? uv_tcp_getpeername(&self->h_.tcp, sa, &len)
+                  : uv_tcp_getsockname(&self->h_.tcp, sa, &len);
+    return rc == 0 ? Address::fromSockaddr(sa, static_cast<socklen_t>(len)) : Address();
   }
-  char path[256];
+  char path[sizeof(sockaddr_un::sun_path)];
   size_t n = sizeof(path);
+  int rc = peer ? uv_pipe_getpeername(&self->h_.pipe, path, &n)
+                : uv_pipe_getsockname(&self->h_.pipe, path, &n);
   sockaddr_un un{};
   un.sun_family = AF_UNIX;
-  if (uv_pipe_getpeername(&self->h_.pipe, path, &n) == 0 && n < sizeof(un.sun_path))
+  if (rc == 0 && n < sizeof(un.sun_path))
     std::memcpy(un.sun_path, path, n);
   else
     n = 0;
@@ -211,24 +218,11 @@ Address Stream::peerAddress() const {
                                static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
 }
 
+Address Stream::peerAddress() const {
+  return endpoint(true);
+}
 Address Stream::localAddress() const {
-  sockaddr_storage ss{};
-  int len = sizeof(ss);
-  auto* self = const_cast<Stream*>(this);
-  if (kind_ == Kind::kTcp) {
-    if (uv_tcp_getsockname(&self->h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-    return Address::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(len));
-  }
-  char path[256];
-  size_t n = sizeof(path);
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  if (uv_pipe_getsockname(&self->h_.pipe, path, &n) == 0 && n < sizeof(un.sun_path))
-    std::memcpy(un.sun_path, path, n);
-  else
-    n = 0;
-  return Address::fromSockaddr(reinterpret_cast<sockaddr*>(&un),
-                               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
+  return endpoint(false);
 }
 
 void Stream::setNoDelay(bool on) {

@@ -111,6 +111,7 @@ class Stream {
   static void onCloseCb(uv_handle_t* h);
   void queueWrite(const char* p, size_t n, Buffer* b, std::string* s);
   void wrote(size_t n);
+  Address endpoint(bool peer) const;
 
   union {
     uv_tcp_t tcp;

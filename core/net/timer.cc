@@ -34,6 +34,8 @@ void Timer::close() {
   uv_close(reinterpret_cast<uv_handle_t*>(&h_), &Timer::onCloseCb);
 }
 
-void Timer::onCloseCb(uv_handle_t* h) { delete static_cast<Timer*>(h->data); }
+void Timer::onCloseCb(uv_handle_t* h) {
+  delete static_cast<Timer*>(h->data);
+}
 
 }  // namespace crescent::core

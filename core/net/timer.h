@@ -45,4 +45,25 @@ class Timer {
 
 using TimerPtr = std::unique_ptr<Timer, Timer::Closer>;
 
+/// The earliest of several inactivity deadlines, for re-arming one timer lazily: traffic
+/// only records a timestamp, and the timer, when it fires early, re-arms for what is
+/// left. Times in ms of loop time; a timeout of 0 means none.
+class NextDeadline {
+ public:
+  explicit NextDeadline(uint64_t now) : now_(now) {}
+  /// Considers a side last active at `last` with inactivity timeout `timeout`.
+  void consider(uint64_t last, uint64_t timeout) {
+    if (timeout == 0) return;
+    uint64_t idle = now_ > last ? now_ - last : 0;
+    uint64_t left = idle >= timeout ? 1 : timeout - idle;
+    if (next_ == 0 || left < next_) next_ = left;
+  }
+  /// Milliseconds until the earliest deadline; 0 when no timeout applies.
+  uint64_t ms() const { return next_; }
+
+ private:
+  uint64_t now_;
+  uint64_t next_ = 0;
+};
+
 }  // namespace crescent::core

@@ -108,7 +108,8 @@ int main(int argc, char** argv) {
   }
 
   std::string path = opt.config;
-  core::ScriptRunnerFactory factory = [path]() -> core::Result<std::unique_ptr<core::ScriptRunner>> {
+  core::ScriptRunnerFactory factory =
+      [path]() -> core::Result<std::unique_ptr<core::ScriptRunner>> {
     lua::ScriptState::LoadOptions quiet;
     quiet.quiet = true;  // the main thread's evaluation already printed the script's log lines
     auto st = lua::ScriptState::load(path, quiet);

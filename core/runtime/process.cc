@@ -15,7 +15,9 @@ Process::Process(std::shared_ptr<const Config> config, ScriptRunnerFactory facto
   counters_.maxconn = config_->global.maxconn;
 }
 
-Process::~Process() { closeListeners(); }
+Process::~Process() {
+  closeListeners();
+}
 
 Status Process::openListeners() {
   for (size_t i = 0; i < config_->frontends.size(); ++i) {

@@ -13,7 +13,9 @@ namespace crescent::core {
 Worker::Worker(int id, ProcessCounters& counters, ScriptRunnerFactory factory)
     : id_(id), counters_(counters), factory_(std::move(factory)) {}
 
-Worker::~Worker() { join(); }
+Worker::~Worker() {
+  join();
+}
 
 Status Worker::start(std::shared_ptr<Generation> gen, const std::vector<ListenSocket>& sockets) {
   std::promise<Status> ready;
@@ -63,11 +65,13 @@ void Worker::onPending(void* ctx, Listener& l) {
 }
 
 bool Worker::atLimit(size_t frontend_index) {
-  if (counters_.maxconn > 0 && counters_.actconn.load(std::memory_order_relaxed) >= counters_.maxconn)
+  if (counters_.maxconn > 0 &&
+      counters_.actconn.load(std::memory_order_relaxed) >= counters_.maxconn)
     return true;
   int fe_max = current_->config().frontends[frontend_index].maxconn;
   return fe_max > 0 &&
-         current_->gen().frontendStats(frontend_index).cur.load(std::memory_order_relaxed) >= fe_max;
+         current_->gen().frontendStats(frontend_index).cur.load(std::memory_order_relaxed) >=
+             fe_max;
 }
 
 void Worker::acceptFrom(Listener& l, size_t frontend_index) {
@@ -98,7 +102,8 @@ void Worker::acceptFrom(Listener& l, size_t frontend_index) {
 
 void Worker::resumePaused() {
   for (auto& b : bound_) {
-    if (b->listener->paused() && !atLimit(b->frontend_index)) acceptFrom(*b->listener, b->frontend_index);
+    if (b->listener->paused() && !atLimit(b->frontend_index))
+      acceptFrom(*b->listener, b->frontend_index);
   }
 }
 
@@ -112,7 +117,7 @@ void Worker::join() {
 
 void Worker::hardStop() {
   stopping_ = true;
-  bound_.clear();  // closes the listeners
+  bound_.clear();                                   // closes the listeners
   while (sessions_ != nullptr) sessions_->abort();  // each unlinks itself
   if (pool_) pool_->clear();
 }
@@ -137,7 +142,8 @@ void Worker::endSession(Session* s) {
   if (stopping_) return;
   resumePaused();
   // A listener of another worker may be waiting for the slot this session freed.
-  if (counters_.paused.load(std::memory_order_relaxed) > 0 && counters_.wake_all) counters_.wake_all();
+  if (counters_.paused.load(std::memory_order_relaxed) > 0 && counters_.wake_all)
+    counters_.wake_all();
 }
 
 }  // namespace crescent::core

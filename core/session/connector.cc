@@ -52,7 +52,7 @@ void Connector::onStreamConnected(Stream& s, int status) {
   out->setHandler(nullptr);
   out->setNoDelay(true);
   Server* srv = server_;
-  server_ = nullptr;  // the owner holds the slot now
+  server_ = nullptr;                         // the owner holds the slot now
   owner_.onConnected(std::move(out), *srv);  // may destroy us: last statement
 }
 

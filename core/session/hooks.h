@@ -15,9 +15,9 @@ namespace crescent::core {
 
 /// What the request being processed looks like to a hook. Borrowed for the call only.
 struct RequestContext {
-  HttpHead& req;            ///< editable: header changes are forwarded to the server
-  const Address& src;       ///< client address (after PROXY protocol, when used)
-  const Address& dst;       ///< address the client connected to
+  HttpHead& req;       ///< editable: header changes are forwarded to the server
+  const Address& src;  ///< client address (after PROXY protocol, when used)
+  const Address& dst;  ///< address the client connected to
   std::string_view frontend;
 };
 
@@ -39,7 +39,7 @@ struct HookDecision {
 
 /// The response a Lua service produced.
 struct ServiceResponse {
-  bool ok = true;     ///< false: the service raised or overran; answer 500, log `error`
+  bool ok = true;  ///< false: the service raised or overran; answer 500, log `error`
   int status = 200;
   std::string reason;  ///< empty: the standard reason phrase
   std::vector<std::pair<std::string, std::string>> headers;

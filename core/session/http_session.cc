@@ -14,7 +14,9 @@ namespace {
 
 constexpr uint64_t kLingerMs = 1000;  // how long a closing client may keep sending
 
-uint64_t orElse(uint64_t v, uint64_t fallback) { return v != 0 ? v : fallback; }
+uint64_t orElse(uint64_t v, uint64_t fallback) {
+  return v != 0 ? v : fallback;
+}
 
 std::string errorBody(int status) {
   std::string_view reason = http1::reasonPhrase(status);
@@ -148,7 +150,8 @@ bool HttpSession::readRequestHead() {
     auto r = req_parser_.parseRequest(req_buf_.view(), req_, err);
     if (r == http1::ParseResult::kIncomplete) continue;
     if (r == http1::ParseResult::kError) {
-      logWarning("frontend \"{}\": {} from {}: {}", fe_->name, err.status, src_.toString(), err.reason);
+      logWarning("frontend \"{}\": {} from {}: {}", fe_->name, err.status, src_.toString(),
+                 err.reason);
       sendError(err.status, "PR");
       return false;
     }
@@ -175,7 +178,8 @@ void HttpSession::onRequestHead() {
   wg_->gen().frontendStats(fe_index_).requests.fetch_add(1, std::memory_order_relaxed);
   http1::Error err;
   if (!http1::analyzeRequest(req_, req_framing_, err)) {
-    logWarning("frontend \"{}\": {} from {}: {}", fe_->name, err.status, src_.toString(), err.reason);
+    logWarning("frontend \"{}\": {} from {}: {}", fe_->name, err.status, src_.toString(),
+               err.reason);
     return sendError(err.status, "PR");
   }
   client_keep_alive_ = req_framing_.keep_alive;
@@ -188,7 +192,8 @@ void HttpSession::onRequestHead() {
     RequestContext ctx{req_, src_, dst_, fe_->name};
     HookDecision d = scripts->runHttpRequest(fe_->http_request_hook, ctx);
     switch (d.kind) {
-      case HookDecision::Kind::kContinue: break;
+      case HookDecision::Kind::kContinue:
+        break;
       case HookDecision::Kind::kReply:
         status_ = d.status;
         return sendLocalResponse(d.status, d.headers, d.body, req_done_);
@@ -198,7 +203,8 @@ void HttpSession::onRequestHead() {
       case HookDecision::Kind::kUseBackend:
         backend = wg_->config().findBackend(d.backend);
         if (backend < 0) {
-          logError("frontend \"{}\": http_request hook chose unknown backend \"{}\"", fe_->name, d.backend);
+          logError("frontend \"{}\": http_request hook chose unknown backend \"{}\"", fe_->name,
+                   d.backend);
           return sendError(503, "PR");
         }
         break;
@@ -318,7 +324,8 @@ void HttpSession::onClientEof() {
   client_keep_alive_ = false;
   switch (state_) {
     case State::kWaitRequest:
-    case State::kClosing: return finish();
+    case State::kClosing:
+      return finish();
     case State::kReadHead:
       term_ = "CR";
       logExchange();
@@ -331,7 +338,8 @@ void HttpSession::onClientEof() {
       // A client may half-close after its request: the response still goes out.
       if (!req_done_) return abortExchange(resp_head_done_ ? "CD" : "CR");
       return;
-    case State::kTunnel: return;  // the tunnel handles its own streams
+    case State::kTunnel:
+      return;  // the tunnel handles its own streams
   }
 }
 
@@ -426,8 +434,13 @@ void HttpSession::armTimer() {
       ms = first_request_ ? orElse(t.http_request, t.client)
                           : orElse(t.http_keep_alive, orElse(t.http_request, t.client));
       break;
-    case State::kReadHead: ms = orElse(t.http_request, t.client); break;
-    case State::kClosing: ms = orElse(t.client_fin, kLingerMs); if (ms > kLingerMs) ms = kLingerMs; break;
+    case State::kReadHead:
+      ms = orElse(t.http_request, t.client);
+      break;
+    case State::kClosing:
+      ms = orElse(t.client_fin, kLingerMs);
+      if (ms > kLingerMs) ms = kLingerMs;
+      break;
     case State::kExchange:
     case State::kService: {
       ms = t.client;
@@ -438,7 +451,9 @@ void HttpSession::armTimer() {
       break;
     }
     case State::kConnecting:
-    case State::kTunnel: timer_->stop(); return;
+    case State::kTunnel:
+      timer_->stop();
+      return;
   }
   if (ms == 0) {
     timer_->stop();
@@ -447,18 +462,22 @@ void HttpSession::armTimer() {
   timer_->start(ms);
 }
 
-void HttpSession::onTimer(void* ctx) { static_cast<HttpSession*>(ctx)->checkTimeouts(); }
+void HttpSession::onTimer(void* ctx) {
+  static_cast<HttpSession*>(ctx)->checkTimeouts();
+}
 
 void HttpSession::checkTimeouts() {
   uint64_t now = w_.loop().now();
   const Timeouts& t = fe_->timeout;
   switch (state_) {
-    case State::kWaitRequest: return finish();  // idle keep-alive: close quietly
+    case State::kWaitRequest:
+      return finish();  // idle keep-alive: close quietly
     case State::kReadHead:
       logWarning("frontend \"{}\": 408 for {}: request head not received in time", fe_->name,
                  src_.toString());
       return sendError(408, "cR");
-    case State::kClosing: return finish();
+    case State::kClosing:
+      return finish();
     case State::kService:
       if (t.client && now - client_->lastActivity() >= t.client) return sendError(408, "cD");
       break;
@@ -479,20 +498,15 @@ void HttpSession::checkTimeouts() {
       break;
     }
     case State::kConnecting:
-    case State::kTunnel: return;
+    case State::kTunnel:
+      return;
   }
   // Not expired: activity moved the deadline. Re-arm for what is left.
-  const Timeouts& ft = fe_->timeout;
-  uint64_t next = 0;
-  auto consider = [&](uint64_t last, uint64_t timeout) {
-    if (timeout == 0) return;
-    uint64_t idle = now > last ? now - last : 0;
-    uint64_t left = idle >= timeout ? 1 : timeout - idle;
-    if (next == 0 || left < next) next = left;
-  };
-  consider(client_->lastActivity(), ft.client);
-  if (server_ && backend_ >= 0) consider(server_->lastActivity(), wg_->config().backends[backend_].timeout.server);
-  if (next) timer_->start(next);
+  NextDeadline next(now);
+  next.consider(client_->lastActivity(), t.client);
+  if (server_ && backend_ >= 0)
+    next.consider(server_->lastActivity(), wg_->config().backends[backend_].timeout.server);
+  if (next.ms()) timer_->start(next.ms());
 }
 
 // ---------------------------------------------------------------- output and log
@@ -519,11 +533,14 @@ void HttpSession::logExchange() {
   int64_t tr = t_head_ ? static_cast<int64_t>(t_head_ - start) : -1;
   int64_t tw = t_connect_start_ ? 0 : -1;
   int64_t tc = t_connected_ ? static_cast<int64_t>(t_connected_ - t_connect_start_) : -1;
-  int64_t tresp = (t_resp_ && t_head_) ? static_cast<int64_t>(t_resp_ - (t_connected_ ? t_connected_ : t_head_)) : -1;
+  int64_t tresp = (t_resp_ && t_head_)
+                      ? static_cast<int64_t>(t_resp_ - (t_connected_ ? t_connected_ : t_head_))
+                      : -1;
   std::string be = backend_ >= 0 ? wg_->config().backends[backend_].name : fe_->name;
   std::string sv = log_srv_ != nullptr ? log_srv_->name()
-                   : (backend_ >= 0 && wg_->config().backends[backend_].service_hook > 0) ? "<service>"
-                                                                                        : "<NOSRV>";
+                   : (backend_ >= 0 && wg_->config().backends[backend_].service_hook > 0)
+                       ? "<service>"
+                       : "<NOSRV>";
   std::string term = term_;
   if (term.size() < 4) term += "--";
   logTraffic(fmt::format(

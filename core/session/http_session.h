@@ -71,7 +71,8 @@ class HttpSession final : public Session,
   void forwardRequestBody();
   void readServiceBody();
   void runService();
-  void sendLocalResponse(int status, const std::vector<std::pair<std::string, std::string>>& headers,
+  void sendLocalResponse(int status,
+                         const std::vector<std::pair<std::string, std::string>>& headers,
                          std::string_view body, bool keep_alive);
   void sendError(int status, const char* term);
   void onClientEof();
@@ -115,7 +116,7 @@ class HttpSession final : public Session,
   State state_ = State::kWaitRequest;
   Address src_, dst_;
   bool first_request_ = true;
-  bool in_process_ = false;   // processClient() is on the stack
+  bool in_process_ = false;  // processClient() is on the stack
   bool client_eof_ = false;
   bool done_ = false;
 
@@ -132,9 +133,9 @@ class HttpSession final : public Session,
   std::string service_body_;
 
   int backend_ = -1;
-  Server* srv_ = nullptr;       // slot held while the exchange uses the server
-  Server* log_srv_ = nullptr;   // the server of this exchange, for its log line
-  bool reused_conn_ = false;    // server_ came from the idle pool
+  Server* srv_ = nullptr;      // slot held while the exchange uses the server
+  Server* log_srv_ = nullptr;  // the server of this exchange, for its log line
+  bool reused_conn_ = false;   // server_ came from the idle pool
   bool retried_fresh_ = false;
   Buffer resp_buf_;
   http1::HeadParser resp_parser_;

@@ -26,7 +26,8 @@ void HttpSession::connectToServer() {
     }
   }
   reused_conn_ = false;
-  connector_ = std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
+  connector_ =
+      std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
   connector_->start(s);
 }
 
@@ -49,9 +50,12 @@ void HttpSession::onConnectFailed(ConnectFailure why, Server* last) {
   if (connector_) retries_ += connector_->retries();
   log_srv_ = last;  // the log names the server that could not be reached
   switch (why) {
-    case ConnectFailure::kNoServer: return sendError(503, "SC");
-    case ConnectFailure::kError: return sendError(502, "SC");
-    case ConnectFailure::kTimeout: return sendError(504, "sC");
+    case ConnectFailure::kNoServer:
+      return sendError(503, "SC");
+    case ConnectFailure::kError:
+      return sendError(502, "SC");
+    case ConnectFailure::kTimeout:
+      return sendError(504, "sC");
   }
 }
 
@@ -65,7 +69,8 @@ void HttpSession::sendRequestHead() {
   fwd.headers = req_.headers;
   http1::removeHopByHop(fwd, req_framing_.upgrade);
   if (req_framing_.upgrade && req_.method != "CONNECT") fwd.add("connection", "upgrade");
-  if (fe_->forwardfor || be.forwardfor) fwd.add("x-forwarded-for", src_.isIp() ? src_.ip() : "unix");
+  if (fe_->forwardfor || be.forwardfor)
+    fwd.add("x-forwarded-for", src_.isIp() ? src_.ip() : "unix");
   std::string out;
   out.reserve(req_buf_.size() + 128);
   http1::serializeRequestHead(fwd, out);
@@ -76,7 +81,8 @@ void HttpSession::forwardRequestBody() {
   Buffer& front = client_in_.front();
   size_t n = req_body_.feed(front.data(), front.size());
   if (req_body_.state() == http1::BodyDecoder::State::kError) {
-    logWarning("frontend \"{}\": 400 from {}: {}", fe_->name, src_.toString(), req_body_.error().reason);
+    logWarning("frontend \"{}\": 400 from {}: {}", fe_->name, src_.toString(),
+               req_body_.error().reason);
     if (!resp_head_done_) return sendError(400, "PR");
     return abortExchange("PD");
   }
@@ -114,7 +120,8 @@ bool HttpSession::readResponseHead(Buffer& data) {
     size_t n = resp_buf_.append(data.view());
     data.consume(n);
     if (!data.empty()) {
-      logWarning("backend \"{}\": 502: response head too large", wg_->config().backends[backend_].name);
+      logWarning("backend \"{}\": 502: response head too large",
+                 wg_->config().backends[backend_].name);
       sendError(502, "PH");
       return false;
     }
@@ -284,12 +291,7 @@ void HttpSession::startTunnel(Buffer to_client) {
   state_ = State::kTunnel;
   timer_->stop();
   const BackendConfig& be = wg_->config().backends[backend_];
-  TunnelTimeouts t;
-  t.tunnel = be.timeout.tunnel;
-  t.client = fe_->timeout.client;
-  t.server = be.timeout.server;
-  t.client_fin = fe_->timeout.client_fin;
-  t.server_fin = be.timeout.server_fin;
+  TunnelTimeouts t = TunnelTimeouts::from(fe_->timeout, be.timeout);
   // Bytes the client already sent after its request head go to the server first.
   Buffer to_server;
   if (!client_in_.empty()) {
@@ -301,17 +303,28 @@ void HttpSession::startTunnel(Buffer to_client) {
       client_in_.pop_front();
     }
   }
-  tunnel_ = std::make_unique<Tunnel>(w_.loop(), *client_, *server_, t, static_cast<Tunnel::Owner&>(*this));
+  tunnel_ = std::make_unique<Tunnel>(w_.loop(), *client_, *server_, t,
+                                     static_cast<Tunnel::Owner&>(*this));
   tunnel_->start(std::move(to_server), std::move(to_client));
 }
 
 void HttpSession::onTunnelEnd(TunnelEnd why) {
   switch (why) {
-    case TunnelEnd::kClosed: term_ = "--"; break;
-    case TunnelEnd::kClientAbort: term_ = "CD"; break;
-    case TunnelEnd::kServerAbort: term_ = "SD"; break;
-    case TunnelEnd::kClientTimeout: term_ = "cD"; break;
-    case TunnelEnd::kServerTimeout: term_ = "sD"; break;
+    case TunnelEnd::kClosed:
+      term_ = "--";
+      break;
+    case TunnelEnd::kClientAbort:
+      term_ = "CD";
+      break;
+    case TunnelEnd::kServerAbort:
+      term_ = "SD";
+      break;
+    case TunnelEnd::kClientTimeout:
+      term_ = "cD";
+      break;
+    case TunnelEnd::kServerTimeout:
+      term_ = "sD";
+      break;
   }
   logExchange();
   finish();

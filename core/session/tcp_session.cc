@@ -36,7 +36,8 @@ void TcpSession::start() {
   backend_ = selectBackend(fe_, sample);
   if (backend_ < 0) return finish("SC");
   wg_->gen().backend(backend_).acquire();
-  connector_ = std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
+  connector_ =
+      std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
   connector_->start();
 }
 
@@ -45,13 +46,9 @@ void TcpSession::onConnected(StreamPtr stream, Server& server) {
   srv_ = &server;
   server_ = std::move(stream);
   const BackendConfig& be = wg_->config().backends[backend_];
-  TunnelTimeouts t;
-  t.tunnel = be.timeout.tunnel;
-  t.client = fe_.timeout.client;
-  t.server = be.timeout.server;
-  t.client_fin = fe_.timeout.client_fin;
-  t.server_fin = be.timeout.server_fin;
-  tunnel_ = std::make_unique<Tunnel>(w_.loop(), *client_, *server_, t, static_cast<Tunnel::Owner&>(*this));
+  TunnelTimeouts t = TunnelTimeouts::from(fe_.timeout, be.timeout);
+  tunnel_ = std::make_unique<Tunnel>(w_.loop(), *client_, *server_, t,
+                                     static_cast<Tunnel::Owner&>(*this));
   tunnel_->start(Buffer(), Buffer());
 }
 
@@ -62,15 +59,22 @@ void TcpSession::onConnectFailed(ConnectFailure why, Server* last) {
 
 void TcpSession::onTunnelEnd(TunnelEnd why) {
   switch (why) {
-    case TunnelEnd::kClosed: return finish("--");
-    case TunnelEnd::kClientAbort: return finish("CD");
-    case TunnelEnd::kServerAbort: return finish("SD");
-    case TunnelEnd::kClientTimeout: return finish("cD");
-    case TunnelEnd::kServerTimeout: return finish("sD");
+    case TunnelEnd::kClosed:
+      return finish("--");
+    case TunnelEnd::kClientAbort:
+      return finish("CD");
+    case TunnelEnd::kServerAbort:
+      return finish("SD");
+    case TunnelEnd::kClientTimeout:
+      return finish("cD");
+    case TunnelEnd::kServerTimeout:
+      return finish("sD");
   }
 }
 
-void TcpSession::abort() { finish("KD"); }
+void TcpSession::abort() {
+  finish("KD");
+}
 
 void TcpSession::finish(const char* state) {
   if (done_) return;
@@ -82,13 +86,12 @@ void TcpSession::finish(const char* state) {
     std::string sv = named != nullptr ? named->name() : "<NOSRV>";
     int64_t tc = connected_ms_ ? static_cast<int64_t>(connected_ms_ - accept_ms_) : -1;
     uint64_t bytes = client_ ? client_->bytesOut() : 0;
-    logTraffic(fmt::format("{}:{} [{}] {} {}/{} 0/{}/{} {} {} {}/{}/{}/{}/{} 0/0", src_.ip(),
-                           src_.port(), formatLogDate(accept_wall_), fe_.name, be, sv, tc,
-                           now - accept_ms_, bytes, state, w_.counters().actconn.load(),
-                           wg_->gen().frontendStats(fe_index_).cur.load(),
-                           backend_ >= 0 ? wg_->gen().backend(backend_).current() : 0,
-                           srv_ != nullptr ? srv_->current() : 0,
-                           connector_ ? connector_->retries() : 0));
+    logTraffic(fmt::format(
+        "{}:{} [{}] {} {}/{} 0/{}/{} {} {} {}/{}/{}/{}/{} 0/0", src_.ip(), src_.port(),
+        formatLogDate(accept_wall_), fe_.name, be, sv, tc, now - accept_ms_, bytes, state,
+        w_.counters().actconn.load(), wg_->gen().frontendStats(fe_index_).cur.load(),
+        backend_ >= 0 ? wg_->gen().backend(backend_).current() : 0,
+        srv_ != nullptr ? srv_->current() : 0, connector_ ? connector_->retries() : 0));
   }
   // Closing the streams disarms every callback; the tunnel and connector die with us on a
   // later loop turn (never inside their own callbacks).

@@ -4,7 +4,8 @@
 
 namespace crescent::core {
 
-Tunnel::Tunnel(EventLoop& loop, Stream& client, Stream& server, const TunnelTimeouts& t, Owner& owner)
+Tunnel::Tunnel(EventLoop& loop, Stream& client, Stream& server, const TunnelTimeouts& t,
+               Owner& owner)
     : loop_(loop),
       client_(client),
       server_(server),
@@ -59,21 +60,14 @@ void Tunnel::end(TunnelEnd why) {
 }
 
 void Tunnel::armTimer() {
-  uint64_t now = loop_.now();
-  uint64_t next = 0;
-  auto consider = [&](uint64_t last, uint64_t timeout) {
-    if (timeout == 0) return;
-    uint64_t idle = now > last ? now - last : 0;
-    uint64_t left = idle >= timeout ? 1 : timeout - idle;
-    if (next == 0 || left < next) next = left;
-  };
+  NextDeadline next(loop_.now());
   if (t_.tunnel > 0) {
-    consider(std::max(client_.lastActivity(), server_.lastActivity()), t_.tunnel);
+    next.consider(std::max(client_.lastActivity(), server_.lastActivity()), t_.tunnel);
   } else {
-    consider(client_.lastActivity(), client_eof_ && t_.client_fin ? t_.client_fin : t_.client);
-    consider(server_.lastActivity(), server_eof_ && t_.server_fin ? t_.server_fin : t_.server);
+    next.consider(client_.lastActivity(), client_eof_ && t_.client_fin ? t_.client_fin : t_.client);
+    next.consider(server_.lastActivity(), server_eof_ && t_.server_fin ? t_.server_fin : t_.server);
   }
-  if (next > 0) timer_->start(next);
+  if (next.ms() > 0) timer_->start(next.ms());
 }
 
 void Tunnel::onTimer(void* ctx) {
@@ -86,8 +80,10 @@ void Tunnel::onTimer(void* ctx) {
   } else {
     uint64_t ct = self->client_eof_ && t.client_fin ? t.client_fin : t.client;
     uint64_t st = self->server_eof_ && t.server_fin ? t.server_fin : t.server;
-    if (ct > 0 && now - self->client_.lastActivity() >= ct) return self->end(TunnelEnd::kClientTimeout);
-    if (st > 0 && now - self->server_.lastActivity() >= st) return self->end(TunnelEnd::kServerTimeout);
+    if (ct > 0 && now - self->client_.lastActivity() >= ct)
+      return self->end(TunnelEnd::kClientTimeout);
+    if (st > 0 && now - self->server_.lastActivity() >= st)
+      return self->end(TunnelEnd::kServerTimeout);
   }
   self->armTimer();
 }

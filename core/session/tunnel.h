@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "core/config/config.h"
 #include "core/net/stream.h"
 #include "core/net/timer.h"
 
@@ -17,6 +18,18 @@ struct TunnelTimeouts {
   uint64_t server = 0;
   uint64_t client_fin = 0;
   uint64_t server_fin = 0;
+
+  /// A session's tunnel timeouts: client side from the frontend, server side and
+  /// `tunnel` from the backend (HAProxy takes `timeout tunnel` from the backend).
+  static TunnelTimeouts from(const Timeouts& frontend, const Timeouts& backend) {
+    TunnelTimeouts t;
+    t.tunnel = backend.tunnel;
+    t.client = frontend.client;
+    t.server = backend.server;
+    t.client_fin = frontend.client_fin;
+    t.server_fin = backend.server_fin;
+    return t;
+  }
 };
 
 /// Why a tunnel ended, for the log's termination state (HAProxy's flags).
