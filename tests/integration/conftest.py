@@ -361,6 +361,10 @@ http {{
             default_type text/plain;
             return 200 "xff=$http_x_forwarded_for\\n";
         }}
+        location = /hdr {{
+            default_type text/plain;
+            return 200 "x-hook=$http_x_hook x-secret=$http_x_secret uri=$uri args=$args\n";
+        }}
         location = /conn {{
             default_type text/plain;
             return 200 "conn=$connection reqs=$connection_requests\\n";
@@ -401,7 +405,8 @@ class Nginx(Process):
 @pytest.fixture
 def nginx(tmp_path):
     """A real nginx serving tmp_path/nginx/html on a free port (.port, .root), with
-    /xff (echoes X-Forwarded-For), /conn (its connection id) and PUT under /upload/."""
+    /xff (echoes X-Forwarded-For), /hdr (echoes X-Hook, X-Secret, the URI and the query),
+    /conn (its connection id) and PUT under /upload/."""
     n = Nginx(tmp_path / "nginx", free_port())
     try:
         n.wait_ready([n.port])
@@ -507,11 +512,13 @@ def mute_server():
 # curl
 
 
-def curl(*args, timeout=60 * SLOW, check=True):
-    """Runs curl; returns CompletedProcess (text). Adds -sS and a global time limit."""
+def curl(*args, timeout=60 * SLOW, check=True, input_bytes=None):
+    """Runs curl; returns CompletedProcess with .out/.err text. Adds -sS and a time
+    limit. input_bytes, if given, is curl's stdin (for "-d @-", "-T -")."""
     r = subprocess.run(
         ["curl", "-sS", "--max-time", str(timeout - 5), *map(str, args)],
-        stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+        input=input_bytes if input_bytes is not None else b"",
+        capture_output=True, timeout=timeout,
     )
     r.out = r.stdout.decode(errors="replace")
     r.err = r.stderr.decode(errors="replace")
@@ -523,3 +530,84 @@ def curl(*args, timeout=60 * SLOW, check=True):
 def example_env(**ports):
     """Environment for the examples, with every address on a free port."""
     return {k: addr(v) for k, v in ports.items()}
+
+
+# ---------------------------------------------------------------------------
+# In-process TCP server (threads), for tests that script the server side byte by byte
+
+
+class TcpServer:
+    """Listens on a free port; runs handler(conn) in a thread per connection."""
+
+    def __init__(self, handler):
+        import threading
+
+        self.handler = handler
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.errors = []
+        self.threads = []
+        self._closing = False
+        self._accepter = threading.Thread(target=self._accept, daemon=True)
+        self._accepter.start()
+
+    def _accept(self):
+        import threading
+
+        while not self._closing:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            t = threading.Thread(target=self._run, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _run(self, conn):
+        try:
+            conn.settimeout(30)
+            self.handler(conn)
+        except Exception as e:  # reported by the test through .errors
+            self.errors.append(repr(e))
+        finally:
+            conn.close()
+
+    def close(self):
+        self._closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self._accepter.join(timeout=5)
+        for t in list(self.threads):
+            t.join(timeout=5)
+
+
+@pytest.fixture
+def tcp_server():
+    """tcp_server(handler) -> TcpServer (.port, .errors); closed at teardown."""
+    servers = []
+
+    def start(handler):
+        s = TcpServer(handler)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def recv_all(sock, timeout=10 * SLOW):
+    """Reads until EOF; returns the bytes (raises socket.timeout on timeout)."""
+    sock.settimeout(timeout)
+    chunks = []
+    while True:
+        b = sock.recv(1 << 16)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)

@@ -5,6 +5,8 @@ Expect: 100-continue, and the errors a client sees (503, 502, 504) with their lo
 import hashlib
 import os
 import re
+import socket
+import time
 
 import pytest
 
@@ -26,6 +28,13 @@ frontend "public" {{
   use_backend {{ "empty", when = acl.path_beg("/empty") }},
   use_backend {{ "refused", when = acl.path_beg("/refused") }},
   use_backend {{ "mute", when = acl.path_beg("/mute") }},
+  default_backend = "web",
+}}
+
+-- Short client-side timeouts: 408 for a slow head, idle keep-alive closed.
+frontend "short" {{
+  bind {{ "{bind_short}" }},
+  timeout = {{ http_request = "1s", http_keep_alive = "1s" }},
   default_backend = "web",
 }}
 
@@ -63,12 +72,13 @@ def sha256_file(path):
 
 @pytest.fixture
 def proxy(crescent, nginx, mute_server):
-    port = free_port()
+    port, short = free_port(), free_port()
     cfg = CONFIG.format(
-        bind=addr(port), nginx=addr(nginx.port), refused=addr(free_port()), mute=addr(mute_server)
+        bind=addr(port), bind_short=addr(short), nginx=addr(nginx.port),
+        refused=addr(free_port()), mute=addr(mute_server),
     )
-    c = crescent(cfg, ports=[port])
-    c.port = port
+    c = crescent(cfg, ports=[port, short])
+    c.port, c.short = port, short
     c.url = f"http://{addr(port)}"
     c.nginx = nginx
     return c
@@ -203,3 +213,47 @@ def test_still_serving_after_errors(proxy):
         curl(f"{proxy.url}{path}")
     r = curl("-i", f"{proxy.url}/index.html")
     assert r.out.startswith("HTTP/1.1 200"), r.out
+
+
+def read_until_closed(s, timeout):
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return data, "closed"
+            data += b
+    except ConnectionResetError:
+        return data, "reset"
+    except socket.timeout:
+        return data, "timeout"
+
+
+def test_slow_request_head_408(proxy):
+    s = socket.create_connection(("127.0.0.1", proxy.short), timeout=5)
+    s.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n")  # and never the empty line
+    t0 = time.monotonic()
+    data, ended = read_until_closed(s, 10 * SLOW)
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert data.startswith(b"HTTP/1.1 408"), (data, ended)
+    assert ended in ("closed", "reset")
+    assert 0.8 <= elapsed <= 3 * SLOW, f"408 after {elapsed:.2f}s, http_request is 1s"
+    d = proxy.wait_http_log(lambda d: d["frontend"] == "short" and d["status"] == 408)
+    assert d["state"].startswith("cR"), d
+
+
+def test_idle_keep_alive_closed(proxy):
+    s = socket.create_connection(("127.0.0.1", proxy.short), timeout=5)
+    s.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+    t0 = time.monotonic()
+    data, ended = read_until_closed(s, 10 * SLOW)
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200") and b"hello from nginx" in data, data
+    assert ended == "closed", ended
+    assert 0.8 <= elapsed <= 3 * SLOW, f"idle connection closed after {elapsed:.2f}s (1s)"
+    # An idle keep-alive connection closing is not an error: no 408 logged for it.
+    time.sleep(0.2)
+    assert not [d for d in proxy.http_logs() if d["status"] == 408], proxy.stdout()
