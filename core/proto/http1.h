@@ -49,10 +49,10 @@ enum class ParseResult { kIncomplete, kComplete, kError };
 /// 505: a version other than HTTP/1.0 or HTTP/1.1. Only the first `max_head` bytes are
 /// looked at: without a complete head in them, 400 for requests (the rule: an
 /// over-long head is a malformed request, as in HAProxy; the reason says whether the
-/// request line or the field section overflowed) and 502 for responses. For responses, the status says what was wrong;
-/// the proxy answers 502 whatever it is. Leading and trailing whitespace around a field
-/// value is not part of the value's view. Empty lines (CRLF) before a request line are
-/// skipped (RFC 9112 §2.2); before a status line they are an error.
+/// request line or the field section overflowed) and 502 for responses. For responses, the status
+/// says what was wrong; the proxy answers 502 whatever it is. Leading and trailing whitespace
+/// around a field value is not part of the value's view. Empty lines (CRLF) before a request line
+/// are skipped (RFC 9112 §2.2); before a status line they are an error.
 class HeadParser {
  public:
   explicit HeadParser(size_t max_head = 16384) : max_head_(max_head) {}

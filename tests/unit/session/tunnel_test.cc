@@ -72,7 +72,8 @@ class TunnelTest : public ::testing::Test, public Tunnel::Owner {
   // Runs the loop until `done()` or `limit_ms` of loop time passed.
   void runUntil(const std::function<bool()>& done, uint64_t limit_ms) {
     uint64_t deadline = loop_.now() + limit_ms;
-    auto guard = Timer::create(loop_, [](void*) {}, nullptr);
+    auto guard = Timer::create(
+        loop_, [](void*) {}, nullptr);
     guard->start(limit_ms);
     while (!done() && loop_.now() < deadline) uv_run(loop_.uv(), UV_RUN_ONCE);
   }
