@@ -188,10 +188,16 @@ void Stream::shutdown() {
   shutdown_started_ = true;
   shutdown_req_.data = this;
   // libuv runs the shutdown after every queued write.
-  uv_shutdown(&shutdown_req_, uv(), &Stream::onShutdownCb);
+  // A stream that cannot be shut down (not connected any more) has nothing left to send.
+  if (uv_shutdown(&shutdown_req_, uv(), &Stream::onShutdownCb) != 0) shutdown_done_ = true;
 }
 
-void Stream::onShutdownCb(uv_shutdown_t*, int) {}
+void Stream::onShutdownCb(uv_shutdown_t* req, int status) {
+  auto* self = static_cast<Stream*>(req->data);
+  if (status == UV_ECANCELED || self->closing_) return;
+  self->shutdown_done_ = true;
+  if (self->handler_ != nullptr) self->handler_->onStreamShutdownDone(*self);
+}
 
 // getpeername/getsockname for either kind of stream.
 Address Stream::endpoint(bool peer) const {

@@ -29,6 +29,9 @@ class StreamHandler {
   virtual void onStreamDrained(Stream& s) {}
   /// An outgoing connect() finished; status 0 on success.
   virtual void onStreamConnected(Stream& s, int status) {}
+  /// The FIN requested by shutdown() left: every byte queued before it was written.
+  /// Only after this may an owner close the stream without losing output.
+  virtual void onStreamShutdownDone(Stream& s) {}
 };
 
 /// A TCP or UNIX stream socket (uv_tcp_t / uv_pipe_t) with pooled read buffers and
@@ -83,6 +86,8 @@ class Stream {
   /// Sends FIN once queued output is written. Idempotent.
   void shutdown();
   bool shutdownRequested() const { return shutdown_requested_; }
+  /// True once the shutdown completed (or failed: the peer is gone, nothing to keep).
+  bool shutdownDone() const { return shutdown_done_; }
 
   /// Loop time (ms) of the last read or completed write: for inactivity timeouts.
   uint64_t lastActivity() const { return last_activity_; }
@@ -129,6 +134,7 @@ class Stream {
   bool closing_ = false;
   bool shutdown_requested_ = false;
   bool shutdown_started_ = false;
+  bool shutdown_done_ = false;
   int writes_in_flight_ = 0;
   uint64_t last_activity_ = 0;
   uint64_t bytes_in_ = 0;

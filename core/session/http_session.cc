@@ -324,8 +324,11 @@ void HttpSession::onClientEof() {
   client_keep_alive_ = false;
   switch (state_) {
     case State::kWaitRequest:
+      // The previous response may still be queued: close after it has left.
+      return beginClosing();
     case State::kClosing:
-      return finish();
+      if (client_->shutdownDone()) return finish();
+      return;  // onStreamShutdownDone() finishes
     case State::kReadHead:
       term_ = "CR";
       logExchange();
@@ -403,9 +406,16 @@ void HttpSession::beginClosing() {
   if (server_) releaseServer(false);
   client_in_.clear();
   client_->shutdown();
-  if (client_eof_) return finish();
+  if (client_eof_ && client_->shutdownDone()) return finish();
+  if (client_eof_) return armTimer();  // close once the FIN (after the response) has left
   client_->readStart();
   armTimer();
+}
+
+void HttpSession::onStreamShutdownDone(Stream& s) {
+  if (&s != client_.get() || state_ != State::kClosing) return;
+  if (client_eof_) return finish();
+  armTimer();  // linger: let the client read and close first
 }
 
 void HttpSession::finish() {
@@ -438,8 +448,12 @@ void HttpSession::armTimer() {
       ms = orElse(t.http_request, t.client);
       break;
     case State::kClosing:
-      ms = orElse(t.client_fin, kLingerMs);
-      if (ms > kLingerMs) ms = kLingerMs;
+      if (!client_->shutdownDone()) {
+        ms = t.client;  // the response is still being written: client inactivity bounds it
+      } else {
+        ms = orElse(t.client_fin, kLingerMs);
+        if (ms > kLingerMs) ms = kLingerMs;
+      }
       break;
     case State::kExchange:
     case State::kService: {
@@ -477,7 +491,9 @@ void HttpSession::checkTimeouts() {
                  src_.toString());
       return sendError(408, "cR");
     case State::kClosing:
-      return finish();
+      if (client_->shutdownDone() || (t.client && now - client_->lastActivity() >= t.client))
+        return finish();
+      break;
     case State::kService:
       if (t.client && now - client_->lastActivity() >= t.client) return sendError(408, "cD");
       break;

@@ -57,6 +57,7 @@ class HttpSession final : public Session,
   void onStreamEof(Stream& s) override;
   void onStreamError(Stream& s, int err) override;
   void onStreamDrained(Stream& s) override;
+  void onStreamShutdownDone(Stream& s) override;
   // Connector::Owner
   void onConnected(StreamPtr stream, Server& server) override;
   void onConnectFailed(ConnectFailure why, Server* last) override;

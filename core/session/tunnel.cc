@@ -43,7 +43,18 @@ void Tunnel::onStreamEof(Stream& s) {
   bool& eof = &s == &client_ ? client_eof_ : server_eof_;
   eof = true;
   peer(s).shutdown();  // after the bytes already queued to it
-  if (client_eof_ && server_eof_) end(TunnelEnd::kClosed);
+  endIfFinished();
+}
+
+void Tunnel::onStreamShutdownDone(Stream&) {
+  endIfFinished();
+}
+
+// Both sides sent their FIN and both FINs we forwarded left after every queued byte:
+// closing now loses nothing (closing earlier would cancel queued writes).
+void Tunnel::endIfFinished() {
+  if (client_eof_ && server_eof_ && client_.shutdownDone() && server_.shutdownDone())
+    end(TunnelEnd::kClosed);
 }
 
 void Tunnel::onStreamError(Stream& s, int) {

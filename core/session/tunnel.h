@@ -68,6 +68,8 @@ class Tunnel : private StreamHandler {
   void onStreamEof(Stream& s) override;
   void onStreamError(Stream& s, int err) override;
   void onStreamDrained(Stream& s) override;
+  void onStreamShutdownDone(Stream& s) override;
+  void endIfFinished();
   Stream& peer(Stream& s) { return &s == &client_ ? server_ : client_; }
   void end(TunnelEnd why);
   void armTimer();
