@@ -108,14 +108,9 @@ int appletSend(lua_State* L) {
 
 int appletIndex(lua_State* L) {
   ActiveCall& call = appletCall(L);
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));
-  if (!lua_isnil(L, -1)) return 1;
-  lua_pop(L, 1);
-  if (lua_type(L, 2) != LUA_TSTRING) return 0;
-  size_t len = 0;
-  const char* k = lua_tolstring(L, 2, &len);
-  std::string_view key(k, len);
+  std::string_view key;
+  if (indexMethodOrKey(L, key)) return 1;
+  if (key.empty()) return 0;
   const core::RequestContext& ctx = *call.ctx;
   std::string_view v;
   if (key == "method") {

@@ -93,4 +93,17 @@ std::optional<bool> boolField(lua_State* L, int idx, const char* key) {
   return out;
 }
 
+bool indexMethodOrKey(lua_State* L, std::string_view& key) {
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  if (!lua_isnil(L, -1)) return true;
+  lua_pop(L, 1);
+  key = {};
+  if (lua_type(L, 2) != LUA_TSTRING) return false;
+  size_t len = 0;
+  const char* k = lua_tolstring(L, 2, &len);
+  key = std::string_view(k, len);
+  return false;
+}
+
 }  // namespace crescent::lua

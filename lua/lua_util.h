@@ -72,6 +72,12 @@ std::string fixLocation(std::string msg, const std::string& path);
 /// strings/numbers, "__tostring" when defined, else "(error object is a T value)").
 std::string describeError(lua_State* L, int idx);
 
+/// The start of an `__index` metamethod whose first upvalue is a methods table: when
+/// key (stack index 2) names a method, pushes it and returns true (the metamethod
+/// returns 1). Otherwise returns false and sets `key` to the key, or to an empty view
+/// when the key is not a string (the metamethod then returns 0 for unknown keys).
+bool indexMethodOrKey(lua_State* L, std::string_view& key);
+
 // Typed field readers for the table at `idx` (absolute or relative). A missing or
 // nil field gives std::nullopt; a field of another type too (the DSL has checked types).
 std::optional<std::string> stringField(lua_State* L, int idx, const char* key);

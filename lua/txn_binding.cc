@@ -134,14 +134,9 @@ int reqSetPath(lua_State* L) {
 
 int reqIndex(lua_State* L) {
   ActiveCall& call = reqCall(L);
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));
-  if (!lua_isnil(L, -1)) return 1;
-  lua_pop(L, 1);
-  if (lua_type(L, 2) != LUA_TSTRING) return 0;
-  size_t len = 0;
-  const char* k = lua_tolstring(L, 2, &len);
-  std::string_view key(k, len);
+  std::string_view key;
+  if (indexMethodOrKey(L, key)) return 1;
+  if (key.empty()) return 0;
   const core::HttpHead& req = call.ctx->req;
   std::string_view v;
   if (key == "method") {
@@ -290,14 +285,9 @@ int txnUseBackend(lua_State* L) {
 
 int txnIndex(lua_State* L) {
   ActiveCall& call = txnCall(L);
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));
-  if (!lua_isnil(L, -1)) return 1;
-  lua_pop(L, 1);
-  if (lua_type(L, 2) != LUA_TSTRING) return 0;
-  size_t len = 0;
-  const char* k = lua_tolstring(L, 2, &len);
-  std::string_view key(k, len);
+  std::string_view key;
+  if (indexMethodOrKey(L, key)) return 1;
+  if (key.empty()) return 0;
   const core::RequestContext& ctx = *call.ctx;
   if (key == "req") {
     lua_getfenv(L, 1);
