@@ -2,6 +2,7 @@
 
 #include <lua.hpp>
 
+#include <cctype>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -202,19 +203,195 @@ Status forEach(lua_State* L, int idx, const char* key, Fn&& fn) {
   return Status();
 }
 
+// Parses one `source` element: "ip" or "ip:lo-hi" (IPv6 as "[ip]:lo-hi").
+Status parseSourceOne(std::string_view text, core::SourceConfig& out) {
+  std::string ip(text);
+  uint16_t lo = 0, hi = 0;
+  size_t dash = text.rfind('-');
+  size_t colon = text.rfind(':');
+  bool bracketed = !text.empty() && text.front() == '[';
+  if (dash != std::string_view::npos && colon != std::string_view::npos && colon < dash &&
+      (bracketed || text.find(':') == colon)) {
+    auto num = [](std::string_view d, uint16_t& v) {
+      if (d.empty() || d.size() > 5) return false;
+      unsigned n = 0;
+      for (char c : d) {
+        if (c < '0' || c > '9') return false;
+        n = n * 10 + static_cast<unsigned>(c - '0');
+      }
+      if (n == 0 || n > 65535) return false;
+      v = static_cast<uint16_t>(n);
+      return true;
+    };
+    if (!num(text.substr(colon + 1, dash - colon - 1), lo) || !num(text.substr(dash + 1), hi) ||
+        lo > hi) {
+      return Status::error("source \"" + std::string(text) +
+                           "\": the port range must be lo-hi with 1 <= lo <= hi <= 65535");
+    }
+    ip = std::string(text.substr(0, colon));
+    if (bracketed) {
+      if (ip.size() < 2 || ip.back() != ']')
+        return Status::error("source \"" + std::string(text) + "\": bad IPv6 address");
+      ip = ip.substr(1, ip.size() - 2);
+    }
+    if (out.port_min != 0 && (out.port_min != lo || out.port_max != hi)) {
+      return Status::error("source: every address must use the same port range");
+    }
+    if (out.port_min == 0 && !out.addresses.empty()) {
+      return Status::error("source: a port range must be given for every address or none");
+    }
+    out.port_min = lo;
+    out.port_max = hi;
+  } else if (out.port_min != 0) {
+    return Status::error("source: a port range must be given for every address or none");
+  }
+  auto addr =
+      core::Address::parse(ip.find(':') != std::string::npos ? "[" + ip + "]:0" : ip + ":0");
+  if (!addr.ok() || !addr->isIp()) {
+    return Status::error("source \"" + std::string(text) +
+                         "\": expected an IP address, optionally with a port range (\"127.0.0.2\", "
+                         "\"127.0.0.2:20000-30000\")");
+  }
+  out.addresses.push_back(*addr);
+  return Status();
+}
+
+Status readSource(lua_State* L, int idx, const Loc& at, core::SourceConfig& out) {
+  lua_getfield(L, idx, "source");
+  int t = lua_gettop(L);
+  Status st;
+  if (lua_istable(L, t)) {
+    int line = at.line;
+    size_t n = lua_objlen(L, t);
+    for (size_t i = 1; i <= n && st.ok(); ++i) {
+      lua_rawgeti(L, t, static_cast<int>(i));
+      size_t len = 0;
+      const char* s = lua_tolstring(L, -1, &len);
+      if (s != nullptr) st = parseSourceOne({s, len}, out);
+      lua_pop(L, 1);
+    }
+    if (!st.ok()) st = Status::error(at.prefix(line) + st.message());
+  }
+  lua_settop(L, t - 1);
+  return st;
+}
+
+Status readCheck(lua_State* L, int idx, const Loc& at, core::HealthCheckConfig& c) {
+  lua_getfield(L, idx, "check");
+  int t = lua_gettop(L);
+  if (!lua_istable(L, t)) {
+    lua_settop(L, t - 1);
+    return Status();
+  }
+  c.enabled = boolField(L, t, "enabled").value_or(false);
+  if (auto http = stringField(L, t, "http")) {
+    c.kind = core::HealthCheckConfig::Kind::kHttp;
+    // "GET /health" or "/health"; the method is a token, the URI starts with '/'.
+    std::string_view v = *http;
+    size_t sp = v.find(' ');
+    std::string_view method = sp == std::string_view::npos ? "GET" : v.substr(0, sp);
+    std::string_view uri = sp == std::string_view::npos ? v : v.substr(sp + 1);
+    while (!uri.empty() && uri.front() == ' ') uri.remove_prefix(1);
+    bool ok = !method.empty() && !uri.empty() && uri.front() == '/' &&
+              uri.find_first_of(" \r\n\t") == std::string_view::npos;
+    for (char ch : method) ok = ok && ch >= 'A' && ch <= 'Z';
+    if (!ok) {
+      lua_settop(L, t - 1);
+      return Status::error(at.prefix() + "check.http must be \"METHOD /path\" (got \"" +
+                           std::string(v) + "\")");
+    }
+    c.method = std::string(method);
+    c.uri = std::string(uri);
+  }
+  c.host = stringField(L, t, "host").value_or("");
+  c.send = stringField(L, t, "send").value_or("");
+  c.expect_body = stringField(L, t, "expect_body").value_or("");
+  c.expect_hook = static_cast<int>(intField(L, t, "expect_hook").value_or(0));
+  lua_getfield(L, t, "expect");
+  if (lua_istable(L, -1)) {
+    size_t n = lua_objlen(L, -1);
+    for (size_t i = 1; i <= n; ++i) {
+      lua_rawgeti(L, -1, static_cast<int>(i));
+      if (lua_istable(L, -1)) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        c.expect_status.emplace_back(static_cast<int>(lua_tointeger(L, -2)),
+                                     static_cast<int>(lua_tointeger(L, -1)));
+        lua_pop(L, 2);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  auto u64 = [&](const char* k, uint64_t& v) {
+    if (auto x = intField(L, t, k)) v = static_cast<uint64_t>(*x);
+  };
+  u64("inter", c.inter);
+  u64("fastinter", c.fastinter);
+  u64("downinter", c.downinter);
+  u64("timeout", c.timeout);
+  c.rise = static_cast<int>(intField(L, t, "rise").value_or(c.rise));
+  c.fall = static_cast<int>(intField(L, t, "fall").value_or(c.fall));
+  c.port = static_cast<uint16_t>(intField(L, t, "port").value_or(0));
+  std::string observe = stringField(L, t, "observe").value_or("");
+  if (observe == "layer4") c.observe = core::HealthCheckConfig::Observe::kLayer4;
+  if (observe == "layer7") c.observe = core::HealthCheckConfig::Observe::kLayer7;
+  c.error_limit = static_cast<int>(intField(L, t, "error_limit").value_or(c.error_limit));
+  lua_settop(L, t - 1);
+  if (c.inter == 0) return Status::error(at.prefix() + "check.inter must be more than 0 ms");
+  return Status();
+}
+
 Status readServer(lua_State* L, int idx, const Loc& backend, core::BackendConfig& be) {
   core::ServerConfig s;
   s.name = stringField(L, idx, "name").value_or("");
   s.text = stringField(L, idx, "text").value_or("");
+  s.id = static_cast<int>(be.servers.size() + 1);
   s.weight = static_cast<int>(intField(L, idx, "weight").value_or(s.weight));
   s.maxconn = static_cast<int>(intField(L, idx, "maxconn").value_or(s.maxconn));
+  s.maxqueue = static_cast<int>(intField(L, idx, "maxqueue").value_or(s.maxqueue));
+  s.backup = boolField(L, idx, "backup").value_or(false);
+  s.slowstart = static_cast<uint64_t>(intField(L, idx, "slowstart").value_or(0));
   Loc at = locOf(L, idx, backend.label + ": server \"" + s.name + "\"");
   s.line = at.line;
   auto addr = core::Address::parse(s.text);
   if (!addr.ok()) return Status::error(at.prefix() + addr.message());
   s.address = *addr;
+  if (Status st = readCheck(L, idx, at, s.check); !st.ok()) return st;
+  if (Status st = readSource(L, idx, at, s.source); !st.ok()) return st;
+  if (!s.source.empty() && !s.address.isIp()) {
+    return Status::error(at.prefix() + "source applies to IP servers only (this one is " + s.text +
+                         ")");
+  }
   be.servers.push_back(std::move(s));
   return Status();
+}
+
+// "roundrobin", "static-rr", ..., "hdr(name)", "url_param(name)" (checked by the schema).
+void readBalance(std::string_view text, core::BackendConfig& be) {
+  using core::BalanceAlgo;
+  static constexpr std::pair<const char*, BalanceAlgo> kAlgos[] = {
+      {"roundrobin", BalanceAlgo::kRoundRobin}, {"static-rr", BalanceAlgo::kStaticRr},
+      {"leastconn", BalanceAlgo::kLeastConn},   {"first", BalanceAlgo::kFirst},
+      {"source", BalanceAlgo::kSource},         {"uri", BalanceAlgo::kUri},
+      {"random", BalanceAlgo::kRandom},
+  };
+  be.balance = std::string(text);
+  size_t open = text.find('(');
+  if (open != std::string_view::npos && text.back() == ')') {
+    std::string_view fn = text.substr(0, open);
+    std::string_view arg = text.substr(open + 1, text.size() - open - 2);
+    while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
+    while (!arg.empty() && arg.back() == ' ') arg.remove_suffix(1);
+    be.algo = fn == "hdr" ? BalanceAlgo::kHdr : BalanceAlgo::kUrlParam;
+    be.balance_arg = std::string(arg);
+    if (be.algo == BalanceAlgo::kHdr) {
+      for (char& c : be.balance_arg)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    return;
+  }
+  lookupEnum(text, kAlgos, be.algo);
 }
 
 Status readBackend(lua_State* L, int idx, core::Config& cfg) {
@@ -224,7 +401,19 @@ Status readBackend(lua_State* L, int idx, core::Config& cfg) {
   be.line = loc.line;
   be.mode = modeOf(L, idx);
   readTimeouts(L, idx, be.timeout);
-  be.balance = stringField(L, idx, "balance").value_or(be.balance);
+  readBalance(stringField(L, idx, "balance").value_or(be.balance), be);
+  if (stringField(L, idx, "hash_type").value_or("") == "consistent")
+    be.hash_type = core::HashType::kConsistent;
+  lua_getfield(L, idx, "lua_balancer");
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    be.lua_balancer.name = stringField(L, t, "name").value_or("");
+    be.lua_balancer.pick_hook = static_cast<int>(intField(L, t, "pick_hook").value_or(0));
+    be.lua_balancer.init_hook = static_cast<int>(intField(L, t, "init_hook").value_or(0));
+    be.lua_balancer.release_hook = static_cast<int>(intField(L, t, "release_hook").value_or(0));
+    be.balance = be.lua_balancer.name;
+  }
+  lua_pop(L, 1);
   be.retries = static_cast<int>(intField(L, idx, "retries").value_or(be.retries));
   be.redispatch = boolField(L, idx, "redispatch").value_or(be.redispatch);
   be.forwardfor = boolField(L, idx, "forwardfor").value_or(be.forwardfor);

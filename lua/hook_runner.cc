@@ -4,8 +4,11 @@
 
 #include <string>
 
+#include "core/base/log.h"
+#include "lua/http_util.h"
 #include "lua/lua_util.h"
 #include "lua/run_budget.h"
+#include "lua/server_binding.h"
 
 namespace crescent::lua {
 
@@ -79,6 +82,225 @@ core::ServiceResponse HookRunner::runService(int service_id, core::RequestContex
     response.error = std::move(error);
   }
   return response;
+}
+
+void HookRunner::attach(core::Generation& gen) {
+  attachGeneration(state_->L(), gen);
+}
+
+std::string HookRunner::pcallBudget(int nargs, int nresults, int handler, const char* what) {
+  lua_State* L = state_->L();
+  int rc;
+  {
+    RunBudget budget(L, budget_ms_, what);
+    rc = lua_pcall(L, nargs, nresults, handler);
+  }
+  if (rc == 0) return {};
+  std::string error = describeError(L, -1);
+  lua_pop(L, 1);
+  return error.empty() ? std::string("Lua error") : error;
+}
+
+namespace {
+
+constexpr const char* kBalancerStateKey = "crescent.balancer_state";
+constexpr const char* kCandidatesKey = "crescent.balancer_candidates";
+
+// Pushes registry[key] (a table, created on first use).
+void pushRegistryTable(lua_State* L, const char* key) {
+  lua_getfield(L, LUA_REGISTRYINDEX, key);
+  if (lua_istable(L, -1)) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, key);
+}
+
+}  // namespace
+
+std::string HookRunner::pushBalancerState(const core::LuaBalancerConfig& lb,
+                                          core::Backend& backend) {
+  lua_State* L = state_->L();
+  pushRegistryTable(L, kBalancerStateKey);
+  lua_pushlightuserdata(L, &backend);
+  lua_rawget(L, -2);
+  if (!lua_isnil(L, -1)) {
+    lua_remove(L, -2);
+    return {};
+  }
+  lua_pop(L, 1);
+  // First use in this state: state = init(backend) or {} (a table either way, so that
+  // pick and on_release may keep data in it).
+  std::string error;
+  int tbl = lua_gettop(L);
+  if (lb.init_hook > 0) {
+    lua_pushcfunction(L, &tracebackHandler);
+    int handler = lua_gettop(L);
+    if (!state_->pushHook(lb.init_hook)) {
+      lua_settop(L, tbl - 1);
+      return "no Lua init function with id " + std::to_string(lb.init_hook);
+    }
+    pushBackend(L, backend);
+    error = pcallBudget(1, 1, handler, "balancer init");
+    if (!error.empty()) {
+      lua_settop(L, tbl - 1);
+      return "init: " + error;
+    }
+    lua_remove(L, handler);
+  } else {
+    lua_pushnil(L);
+  }
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  lua_pushlightuserdata(L, &backend);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, tbl);
+  lua_remove(L, tbl);
+  return {};
+}
+
+core::Server* HookRunner::runBalancerPick(const core::LuaBalancerConfig& lb, core::Backend& backend,
+                                          core::RequestContext& ctx,
+                                          const std::vector<core::Server*>& candidates,
+                                          std::string& error) {
+  lua_State* L = state_->L();
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, &tracebackHandler);
+  int handler = lua_gettop(L);
+  if (!state_->pushHook(lb.pick_hook)) {
+    lua_settop(L, top);
+    error = "no Lua pick function with id " + std::to_string(lb.pick_hook);
+    return nullptr;
+  }
+  ++active_.serial;
+  active_.active = true;
+  active_.ctx = &ctx;
+  active_.decision = nullptr;
+  active_.service = nullptr;
+  pushTxn(L, active_);
+  // The servers list: one table per backend, refilled for each call.
+  pushRegistryTable(L, kCandidatesKey);
+  lua_pushlightuserdata(L, &backend);
+  lua_rawget(L, -2);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_createtable(L, static_cast<int>(backend.servers().size()), 0);
+    lua_pushlightuserdata(L, &backend);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_remove(L, -2);
+  int list = lua_gettop(L);
+  int n = static_cast<int>(candidates.size());
+  for (int i = 0; i < n; ++i) {
+    pushServer(L, *candidates[i]);
+    lua_rawseti(L, list, i + 1);
+  }
+  for (int i = n + 1; i <= static_cast<int>(backend.servers().size()); ++i) {
+    lua_rawgeti(L, list, i);
+    bool was_nil = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (was_nil) break;
+    lua_pushnil(L);
+    lua_rawseti(L, list, i);
+  }
+  error = pushBalancerState(lb, backend);
+  if (!error.empty()) {
+    active_.active = false;
+    active_.ctx = nullptr;
+    lua_settop(L, top);
+    return nullptr;
+  }
+  error = pcallBudget(3, 1, handler, "balancer");
+  active_.active = false;
+  active_.ctx = nullptr;
+  core::Server* chosen = nullptr;
+  if (error.empty() && !lua_isnil(L, -1)) {
+    core::Server* s = toServer(L, -1);
+    if (s == nullptr) {
+      error = std::string("pick must return one of the servers it was given, or nil (got ") +
+              luaL_typename(L, -1) + ")";
+    } else {
+      for (core::Server* c : candidates) {
+        if (c == s) chosen = s;
+      }
+      if (chosen == nullptr) {
+        error = "pick returned server \"" + s->name() + "\", which is not usable now (" +
+                s->stateName() + (s->full() ? ", full" : "") + ")";
+      }
+    }
+  }
+  lua_settop(L, top);
+  return chosen;
+}
+
+void HookRunner::runBalancerRelease(const core::LuaBalancerConfig& lb, core::Backend& backend,
+                                    core::Server& server, uint64_t time_ms, int status,
+                                    bool failed) {
+  lua_State* L = state_->L();
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, &tracebackHandler);
+  int handler = lua_gettop(L);
+  if (!state_->pushHook(lb.release_hook)) {
+    lua_settop(L, top);
+    return;
+  }
+  pushServer(L, server);
+  lua_createtable(L, 0, 3);
+  lua_pushnumber(L, static_cast<lua_Number>(time_ms));
+  lua_setfield(L, -2, "time");
+  lua_pushinteger(L, status);
+  lua_setfield(L, -2, "status");
+  lua_pushboolean(L, failed);
+  lua_setfield(L, -2, "error");
+  std::string error = pushBalancerState(lb, backend);
+  if (error.empty()) error = pcallBudget(3, 0, handler, "balancer on_release");
+  if (!error.empty()) {
+    core::logWarning("backend \"{}\": balancer \"{}\": on_release: {}", backend.name(), lb.name,
+                     error);
+  }
+  lua_settop(L, top);
+}
+
+bool HookRunner::runCheckExpect(int hook_id, const core::CheckResponse& res,
+                                const core::Server& server, std::string& reason) {
+  lua_State* L = state_->L();
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, &tracebackHandler);
+  int handler = lua_gettop(L);
+  if (!state_->pushHook(hook_id)) {
+    lua_settop(L, top);
+    reason = "no Lua expect function with id " + std::to_string(hook_id);
+    return false;
+  }
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, res.status);
+  lua_setfield(L, -2, "status");
+  lua_pushlstring(L, res.body.data(), res.body.size());
+  lua_setfield(L, -2, "body");
+  lua_pushnumber(L, static_cast<lua_Number>(res.elapsed_ms));
+  lua_setfield(L, -2, "time");
+  if (res.head != nullptr) {
+    pushHeaderTable(L, *res.head);
+    lua_setfield(L, -2, "headers");
+  }
+  pushServer(L, const_cast<core::Server&>(server));
+  std::string error = pcallBudget(2, 2, handler, "health check expect");
+  if (!error.empty()) {
+    reason = "expect raised: " + error;
+    lua_settop(L, top);
+    return false;
+  }
+  bool ok = lua_toboolean(L, -2) != 0;
+  if (!ok) {
+    size_t len = 0;
+    const char* r = lua_isstring(L, -1) ? lua_tolstring(L, -1, &len) : nullptr;
+    reason = r != nullptr ? std::string(r, len) : std::string("expect returned false");
+  }
+  lua_settop(L, top);
+  return ok;
 }
 
 }  // namespace crescent::lua

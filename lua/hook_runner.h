@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "core/session/hooks.h"
 #include "lua/call_context.h"
@@ -30,6 +31,15 @@ class HookRunner : public core::ScriptRunner {
   core::HookDecision runHttpRequest(int hook_id, core::RequestContext& ctx) override;
   core::ServiceResponse runService(int service_id, core::RequestContext& ctx,
                                    std::string_view body) override;
+  void attach(core::Generation& gen) override;
+  core::Server* runBalancerPick(const core::LuaBalancerConfig& lb, core::Backend& backend,
+                                core::RequestContext& ctx,
+                                const std::vector<core::Server*>& candidates,
+                                std::string& error) override;
+  void runBalancerRelease(const core::LuaBalancerConfig& lb, core::Backend& backend,
+                          core::Server& server, uint64_t time_ms, int status, bool failed) override;
+  bool runCheckExpect(int hook_id, const core::CheckResponse& res, const core::Server& server,
+                      std::string& reason) override;
 
   ScriptState& state() { return *state_; }
   uint64_t budgetMs() const { return budget_ms_; }
@@ -38,6 +48,12 @@ class HookRunner : public core::ScriptRunner {
   /// Calls hook `id` with the handle pushed by `push`; returns the error text (message
   /// and traceback) or an empty string.
   std::string call(int id, const char* what, void (*push)(lua_State*, ActiveCall&));
+  /// Calls the function on the stack below its `nargs` arguments (and above the
+  /// traceback handler at `handler`) with the budget; returns the error text or "".
+  std::string pcallBudget(int nargs, int nresults, int handler, const char* what);
+  /// Pushes the balancer state of `backend` (what init(backend) returned), calling init
+  /// the first time. Returns the error text of init, or "".
+  std::string pushBalancerState(const core::LuaBalancerConfig& lb, core::Backend& backend);
 
   std::unique_ptr<ScriptState> state_;
   uint64_t budget_ms_;

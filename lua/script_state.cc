@@ -10,6 +10,7 @@
 #include "lua/config_builder.h"
 #include "lua/lua_util.h"
 #include "lua/run_budget.h"
+#include "lua/server_binding.h"
 #include "lua/stdlib_registry.h"
 
 namespace crescent::lua {
@@ -120,6 +121,7 @@ Status ScriptState::evaluate(const LoadOptions& options) {
   luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   setScriptPath(L, path_);
   installStdlib(L);
+  registerCrescentLib(L);
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, kHooksKey);
 

@@ -171,6 +171,9 @@ const char* decisionName(HookDecision::Kind k) {
 }
 
 int checkUndecided(lua_State* L, ActiveCall& call, const char* method) {
+  if (call.decision == nullptr) {
+    return raise(L, "txn:%s: only an http_request hook can decide (not a balancer)", method);
+  }
   if (call.decision->kind != HookDecision::Kind::kContinue) {
     return raise(L, "txn:%s: the hook already decided (txn:%s was called)", method,
                  decisionName(call.decision->kind));
@@ -344,8 +347,10 @@ void registerTxn(lua_State* L) {
 void pushTxn(lua_State* L, ActiveCall& call) {
   pushHandle(L, call, kTxnMeta);
   lua_createtable(L, 0, 1);
-  pushHandle(L, call, kReqMeta);
-  lua_setfield(L, -2, "req");
+  if (call.ctx == nullptr || call.ctx->http) {  // TCP mode: txn.req is nil
+    pushHandle(L, call, kReqMeta);
+    lua_setfield(L, -2, "req");
+  }
   lua_setfenv(L, -2);
 }
 

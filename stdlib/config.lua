@@ -284,7 +284,8 @@ local function newContext(opts)
         format('server "%s" { "127.0.0.1:8080" }', e.name))
       local out = checkBody(obj, keys, schema.server, {})
       return { name = e.name, text = addr, weight = out.weight, maxconn = out.maxconn,
-               file = e.file, line = e.line }
+               maxqueue = out.maxqueue, backup = out.backup, slowstart = out.slowstart,
+               check = out.check, source = out.source, file = e.file, line = e.line }
     end,
     use_backend = function(section, e)
       local obj = { label = section.label .. ": use_backend", file = e.file, line = e.line }
@@ -395,15 +396,40 @@ local function newContext(opts)
     }
     local balance = pick(out.balance, D.balance)
     if type(balance) == "table" then
-      be.balancer_hook = balance.hook  -- reserved: Lua balancers are not used yet
+      be.lua_balancer = { name = balance.name, pick_hook = balance.hook,
+                          init_hook = balance.init_hook, release_hook = balance.release_hook }
       be.balance = "roundrobin"
     else
       be.balance = balance
     end
+    be.hash_type = pick(out.hash_type, D.hash_type)
+    local check = pick(out.check, D.check) or {}
+    local source = pick(out.source, D.source)
+    local function registerExpect(c)
+      if type(c.expect) == "function" then
+        c.expect_hook = registerHook(c.expect)
+        c.expect = nil
+      end
+      return c
+    end
+    registerExpect(check)
     local seen = {}
     for _, e in ipairs(entries) do
       if e[ENTRY] == "server" then
         local s = entryCheckers.server(obj, e)
+        -- HAProxy's `check` keyword: the server opts in, with its backend's settings
+        -- overridden by its own.
+        if s.check then
+          local c = { enabled = true }
+          for k, v in pairs(check) do c[k] = v end
+          if type(s.check) == "table" then
+            for k, v in pairs(registerExpect(s.check)) do c[k] = v end
+          end
+          s.check = c
+        else
+          s.check = nil
+        end
+        s.source = s.source or source
         if seen[s.name] then
           fail(e.file, e.line, format('%s: server "%s": duplicate name (first declared at ' ..
             "line %d)", obj.label, s.name, seen[s.name].line))
@@ -549,6 +575,8 @@ local function newContext(opts)
     obj.label = quoted("balancer", out.name)
     local b = { [BALANCER] = true, name = out.name, pick = out.pick, file = file, line = line }
     b.hook = registerHook(out.pick)
+    if out.init then b.init_hook = registerHook(out.init) end
+    if out.on_release then b.release_hook = registerHook(out.on_release) end
     ctx.balancers[#ctx.balancers + 1] = b
     return b
   end

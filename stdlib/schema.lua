@@ -34,10 +34,24 @@ local TIMEOUT = {
     client_fin = DURATION, server_fin = DURATION,
   },
 }
--- HAProxy's algorithms with `_` for `-`; which ones the core implements is up to
--- core/backend (unknown ones there fall back to roundrobin).
-local BALANCE = { t = "balance", values = { "roundrobin", "static_rr", "leastconn", "first",
-                                            "source", "random" } }
+-- HAProxy's algorithms (static-rr also as static_rr); url_param and hdr take their
+-- argument in parentheses: "hdr(x-user)", "url_param(id)". core/backend implements them.
+local BALANCE = { t = "balance", values = { "roundrobin", "static-rr", "leastconn", "first",
+                                            "source", "uri", "random", "url_param(name)",
+                                            "hdr(name)" } }
+local HASH_TYPE = { t = "enum", values = { "map-based", "consistent" } }
+local SOURCE = { t = "source" }
+-- Health check settings (HAProxy's check, inter, fastinter, downinter, rise, fall,
+-- observe, error-limit; http-check send/expect).
+local CHECK_KEYS = {
+  http = { t = "string" }, send = { t = "string" }, host = { t = "string" },
+  expect = { t = "expect" }, expect_body = { t = "string" },
+  inter = DURATION, fastinter = DURATION, downinter = DURATION, timeout = DURATION,
+  rise = int(1, 1000), fall = int(1, 1000), port = int(1, 65535),
+  observe = { t = "enum", values = { "layer4", "layer7" } }, error_limit = int(1, 100000),
+}
+local CHECK = { t = "table", what = "check", keys = CHECK_KEYS }
+local SERVER_CHECK = { t = "check", keys = CHECK_KEYS }
 
 _M.global = {
   threads = int(0, 1024),
@@ -49,6 +63,7 @@ _M.global = {
 _M.defaults = {
   mode = MODE, timeout = TIMEOUT, retries = int(0, 100), redispatch = BOOL,
   forwardfor = BOOL, maxconn = int(0, INT_MAX), balance = BALANCE, log = BOOL,
+  hash_type = HASH_TYPE, check = CHECK, source = SOURCE,
 }
 
 _M.frontend = {
@@ -58,7 +73,7 @@ _M.frontend = {
 
 _M.backend = {
   mode = MODE, timeout = TIMEOUT, balance = BALANCE, retries = int(0, 100), redispatch = BOOL,
-  forwardfor = BOOL, service = FUNC,
+  forwardfor = BOOL, service = FUNC, hash_type = HASH_TYPE, check = CHECK, source = SOURCE,
 }
 
 _M.listen = {}
@@ -66,10 +81,13 @@ for k, v in pairs(_M.frontend) do _M.listen[k] = v end
 for k, v in pairs(_M.backend) do _M.listen[k] = v end
 _M.listen.default_backend = nil
 
-_M.server = { weight = int(0, 256), maxconn = int(0, INT_MAX) }
+_M.server = {
+  weight = int(0, 256), maxconn = int(0, INT_MAX), maxqueue = int(0, INT_MAX), backup = BOOL,
+  slowstart = DURATION, check = SERVER_CHECK, source = SOURCE,
+}
 _M.bind = {}
 _M.use_backend = { when = { t = "acl" } }
-_M.balancer = { name = { t = "string" }, pick = FUNC }
+_M.balancer = { name = { t = "string" }, pick = FUNC, init = FUNC, on_release = FUNC }
 
 _M.entries = {
   frontend = { bind = true, use_backend = true },
@@ -191,7 +209,85 @@ function checks.balance(spec, key, v)
   if type(v) ~= "string" then
     return nil, typeError(key, "an algorithm name or a balancer { ... }", v)
   end
+  if v == "static_rr" then return "static-rr" end
+  local fn, arg = v:match("^([%w_]+)%(%s*([^%s%(%)]+)%s*%)$")
+  if fn == "url_param" or fn == "hdr" then return v end
+  if fn then
+    return nil, format('"%s": only url_param(name) and hdr(name) take an argument (got "%s")',
+      key, v)
+  end
+  if v == "url_param" or v == "hdr" then
+    return nil, format('"%s": %s needs its argument: "%s(name)"', key, v, v)
+  end
   return checks.enum(spec, key, v)
+end
+
+-- A source address, or a list of them, each "ip" or "ip:lo-hi" (checked in C++).
+function checks.source(spec, key, v)
+  if type(v) == "string" then
+    if v == "" then return nil, format('"%s" must not be empty', key) end
+    return { v }
+  end
+  if type(v) ~= "table" or acl.is_acl(v) then
+    return nil, typeError(key, 'an address ("127.0.0.2") or a list of them', v)
+  end
+  local n = #v
+  if n == 0 then return nil, format('"%s" must list at least one address', key) end
+  for k, a in pairs(v) do
+    if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then
+      return nil, format('"%s" must be a list of addresses (got key [%s])', key, tostring(k))
+    end
+    if type(a) ~= "string" or a == "" then
+      return nil, format('"%s"[%d] must be an address string (got %s)', key, k, typeName(a))
+    end
+  end
+  return v
+end
+
+-- What a health check accepts: a status (200), a list of statuses ({ 200, 204 }), a
+-- class or range ("2xx", "200-299"), or a function(res, server) returning true when up.
+function checks.expect(spec, key, v)
+  local function range(x)
+    if type(x) == "number" then
+      if x % 1 ~= 0 or x < 100 or x > 599 then return nil end
+      return { x, x }
+    end
+    if type(x) ~= "string" then return nil end
+    local c = x:match("^([1-5])xx$")
+    if c then return { c * 100, c * 100 + 99 } end
+    local lo, hi = x:match("^(%d%d%d)%-(%d%d%d)$")
+    lo, hi = tonumber(lo), tonumber(hi)
+    if lo and lo >= 100 and hi <= 599 and lo <= hi then return { lo, hi } end
+    return nil
+  end
+  if type(v) == "function" then return v end
+  local bad = format('"%s" must be a status (200), a list of them, "2xx", "200-299" or a ' ..
+    "function(res, server) (got %s)", key, type(v) == "string" and ('"' .. v .. '"') or typeName(v))
+  if type(v) == "table" and not acl.is_acl(v) then
+    local out = {}
+    for i = 1, #v do
+      local r = range(v[i])
+      if not r then return nil, bad end
+      out[#out + 1] = r
+    end
+    if #out == 0 then return nil, bad end
+    return out
+  end
+  local r = range(v)
+  if not r then return nil, bad end
+  return { r }
+end
+
+-- A server's `check`: true/false, or a table of settings overriding its backend's.
+function checks.check(spec, key, v, used)
+  if type(v) == "boolean" then return v end
+  if type(v) == "string" and used[key] and (v == "true" or v == "false") then
+    return v == "true"
+  end
+  if type(v) ~= "table" or acl.is_acl(v) then
+    return nil, typeError(key, "true, false or a table of check settings", v)
+  end
+  return checks.table(spec, key, v, used)
 end
 
 checks["function"] = function(spec, key, v)

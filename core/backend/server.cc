@@ -1,34 +1,344 @@
 #include "core/backend/server.h"
 
+#include <algorithm>
+#include <chrono>
+
+#include "core/backend/balancer.h"
+#include "core/backend/source_binding.h"
+#include "core/base/log.h"
+#include "core/net/event_loop.h"
+
 namespace crescent::core {
+
+uint64_t monotonicMs() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(
+      duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count());
+}
+
+const char* adminStateName(AdminState s) {
+  switch (s) {
+    case AdminState::kReady:
+      return "ready";
+    case AdminState::kDrain:
+      return "drain";
+    case AdminState::kMaint:
+      return "maint";
+  }
+  return "?";
+}
+
+// Server ---------------------------------------------------------------------------------
+
+Server::Server(Backend& backend, const ServerConfig& cfg, size_t index)
+    : backend_(backend), config_(cfg), index_(index), weight_(cfg.weight), maxconn_(cfg.maxconn) {
+  if (!cfg.source.empty()) source_ = std::make_unique<SourcePicker>(cfg.source);
+}
+
+Server::~Server() = default;
+
+const char* Server::stateName() const {
+  AdminState a = admin();
+  if (a == AdminState::kMaint) return "MAINT";
+  if (!up()) return "DOWN";
+  if (a == AdminState::kDrain) return "DRAIN";
+  return "UP";
+}
+
+bool Server::setUp(bool up, const std::string& reason) {
+  bool was = up_.exchange(up, std::memory_order_acq_rel);
+  if (was == up) return false;
+  uint64_t now = monotonicMs();
+  last_change_.store(now, std::memory_order_relaxed);
+  observed_errors_.store(0, std::memory_order_relaxed);
+  if (up) up_since_.store(now, std::memory_order_relaxed);
+  int usable = 0;
+  for (auto& s : backend_.servers())
+    if (s->usable()) ++usable;
+  if (up) {
+    logWarning("server {}/{} is UP, reason: {}. {} active and backup servers usable.",
+               backend_.name(), name(), reason, usable);
+  } else {
+    logWarning("server {}/{} is DOWN, reason: {}. {} active and backup servers left.{}",
+               backend_.name(), name(), reason, usable,
+               usable == 0 ? " backend has no server available!" : "");
+  }
+  backend_.serversChanged();
+  if (up) backend_.dispatchAll();
+  return true;
+}
+
+bool Server::setAdmin(AdminState s, const std::string& why) {
+  AdminState was = admin_.exchange(s, std::memory_order_acq_rel);
+  if (was == s) return false;
+  if (was == AdminState::kMaint) up_since_.store(monotonicMs(), std::memory_order_relaxed);
+  logInfo("server {}/{} state {} -> {} ({})", backend_.name(), name(), adminStateName(was),
+          adminStateName(s), why);
+  backend_.serversChanged();
+  if (s == AdminState::kReady) backend_.dispatchAll();
+  return true;
+}
+
+void Server::setWeight(int w) {
+  w = std::clamp(w, 0, 256);
+  int was = weight_.exchange(w, std::memory_order_relaxed);
+  if (was == w) return;
+  backend_.serversChanged();
+  if (w > 0) backend_.dispatchAll();
+}
+
+void Server::setMaxconn(int n) {
+  n = std::max(0, n);
+  int was = maxconn_.exchange(n, std::memory_order_relaxed);
+  if (was == n) return;
+  backend_.serversChanged();
+  if (n == 0 || n > was) backend_.dispatchAll();
+}
+
+int Server::effectiveWeight(uint64_t now_ms) const {
+  int w = weight();
+  uint64_t ss = config_.slowstart;
+  if (ss == 0 || w == 0) return w;
+  uint64_t since = up_since_.load(std::memory_order_relaxed);
+  if (since == 0 || now_ms >= since + ss) return w;
+  uint64_t elapsed = now_ms > since ? now_ms - since : 0;
+  // Round up: a server in slowstart always gets some traffic.
+  uint64_t e = (static_cast<uint64_t>(w) * elapsed + ss - 1) / ss;
+  return static_cast<int>(std::max<uint64_t>(1, e));
+}
+
+bool Server::tryAcquire() {
+  int cur = cur_.load(std::memory_order_relaxed);
+  for (;;) {
+    int m = maxconn();
+    if (m > 0 && cur >= m) return false;
+    if (cur_.compare_exchange_weak(cur, cur + 1, std::memory_order_seq_cst)) break;
+  }
+  total_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void Server::acquire() {
+  cur_.fetch_add(1, std::memory_order_seq_cst);
+  total_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Server::release() {
+  cur_.fetch_sub(1, std::memory_order_seq_cst);
+  // Pairs with Backend::assign(): it counts a waiter before re-trying the slots, so
+  // either it sees this free slot or this sees the waiter (no lost wake-up).
+  if (backend_.waiting_.load(std::memory_order_seq_cst) > 0) backend_.onSlotFreed(*this);
+}
+
+void Server::recordResponseTime(uint64_t ms) {
+  uint64_t sample = std::min<uint64_t>(ms, 1u << 26) * 16;
+  uint64_t old = rtt_x16_.load(std::memory_order_relaxed);
+  uint64_t next;
+  do {
+    next = old == 0 ? std::max<uint64_t>(sample, 1) : old - old / 8 + sample / 8;
+    if (next == 0) next = 1;
+  } while (!rtt_x16_.compare_exchange_weak(old, next, std::memory_order_relaxed));
+}
+
+double Server::responseTimeMs() const {
+  return static_cast<double>(rtt_x16_.load(std::memory_order_relaxed)) / 16.0;
+}
+
+void Server::observe(bool ok, const char* what, bool layer7) {
+  const HealthCheckConfig& c = config_.check;
+  if (c.observe == HealthCheckConfig::Observe::kNone) return;
+  if (layer7 && c.observe == HealthCheckConfig::Observe::kLayer4) return;
+  if (ok) {
+    observed_errors_.store(0, std::memory_order_relaxed);
+    return;
+  }
+  int n = observed_errors_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (n >= c.error_limit && up()) {
+    setUp(false, fmt::format("{} consecutive errors observed on traffic (last: {})", n, what));
+  }
+}
+
+// Backend ---------------------------------------------------------------------------------
 
 Backend::Backend(const BackendConfig& cfg, size_t index) : config_(cfg), index_(index) {
   servers_.reserve(cfg.servers.size());
   for (size_t i = 0; i < cfg.servers.size(); ++i)
-    servers_.push_back(std::make_unique<Server>(cfg.servers[i], i));
+    servers_.push_back(std::make_unique<Server>(*this, cfg.servers[i], i));
+  server_queues_.resize(servers_.size());
+  balancer_ = makeBalancer(*this);
 }
 
-RoundRobin::RoundRobin(Backend& backend) : backend_(backend), score_(backend.servers().size(), 0) {}
+Backend::~Backend() = default;
 
-Server* RoundRobin::pick(const Server* exclude) {
-  auto& servers = backend_.servers();
+Server* Backend::findServer(std::string_view name) {
+  for (auto& s : servers_)
+    if (s->name() == name) return s.get();
+  return nullptr;
+}
+
+bool Backend::anyUsable() const {
+  for (const auto& s : servers_)
+    if (s->usable()) return true;
+  return false;
+}
+
+void Backend::serversChanged() {
+  balancer_->update();
+}
+
+Backend::Assignment Backend::assign(Server* chosen, QueueTicket::Waiter& waiter, EventLoop& loop) {
+  Assignment a;
+  if (chosen != nullptr && chosen->tryAcquire()) {
+    a.kind = Assignment::Kind::kAcquired;
+    a.server = chosen;
+    return a;
+  }
+  if (chosen == nullptr && !anyUsable()) return a;  // kNoServer
+
   std::lock_guard<std::mutex> lock(mu_);
-  Server* best = nullptr;
-  int64_t total = 0;
-  for (int pass = 0; pass < 2 && best == nullptr; ++pass) {
-    total = 0;
-    for (size_t i = 0; i < servers.size(); ++i) {
-      Server* s = servers[i].get();
-      int w = s->weight();
-      if (w <= 0 || s->full()) continue;
-      if (pass == 0 && s == exclude) continue;
-      score_[i] += w;
-      total += w;
-      if (best == nullptr || score_[i] > score_[best->index()]) best = s;
+  // Bound the queue (maxqueue).
+  if (chosen != nullptr) {
+    int mq = chosen->config().maxqueue;
+    if (mq > 0 && chosen->queued() >= mq) {
+      a.kind = Assignment::Kind::kQueueFull;
+      a.server = chosen;
+      return a;
+    }
+  } else {
+    int64_t limit = 0;
+    bool bounded = true;
+    for (const auto& s : servers_) {
+      if (!s->usable()) continue;
+      if (s->config().maxqueue <= 0) bounded = false;
+      limit += s->config().maxqueue;
+    }
+    if (bounded && static_cast<int64_t>(queue_.size()) >= limit) {
+      trim(queue_);
+      if (static_cast<int64_t>(queue_.size()) >= limit) {
+        a.kind = Assignment::Kind::kQueueFull;
+        return a;
+      }
     }
   }
-  if (best != nullptr) score_[best->index()] -= total;
-  return best;
+  // Count the waiter first, then look at the slots again (see Server::release()).
+  waiting_.fetch_add(1, std::memory_order_seq_cst);
+  Server* now_free = nullptr;
+  if (chosen != nullptr) {
+    if (chosen->tryAcquire()) now_free = chosen;
+  } else {
+    for (auto& s : servers_) {
+      if (s->usable() && s->tryAcquire()) {
+        now_free = s.get();
+        break;
+      }
+    }
+  }
+  if (now_free != nullptr) {
+    waiting_.fetch_sub(1, std::memory_order_relaxed);
+    a.kind = Assignment::Kind::kAcquired;
+    a.server = now_free;
+    return a;
+  }
+  auto t = std::make_shared<QueueTicket>();
+  t->loop = &loop;
+  t->waiter = &waiter;
+  t->target = chosen;
+  t->seq = ++seq_;
+  if (chosen != nullptr) {
+    server_queues_[chosen->index()].push_back(t);
+    chosen->queued_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    queue_.push_back(t);
+  }
+  int q = waiting_.load(std::memory_order_relaxed);
+  int m = queued_max_.load(std::memory_order_relaxed);
+  while (q > m && !queued_max_.compare_exchange_weak(m, q, std::memory_order_relaxed)) {
+  }
+  a.kind = Assignment::Kind::kQueued;
+  a.server = chosen;
+  a.ticket = std::move(t);
+  return a;
+}
+
+void Backend::cancel(const QueueTicketPtr& t) {
+  if (!t) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (t->state == QueueTicket::State::kWaiting) {
+    // Left in its deque, skipped and dropped when it reaches the front.
+    t->state = QueueTicket::State::kCancelled;
+    waiting_.fetch_sub(1, std::memory_order_relaxed);
+    if (t->target != nullptr) t->target->queued_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  // Granted: the grant is already posted to the waiter's loop; with no waiter it
+  // releases the slot when it runs (same thread as this call, so no race on `waiter`).
+  // Otherwise nothing will run for it: drop what it kept alive (a cancelled ticket may
+  // stay in its deque until trimmed, and must not hold its generation meanwhile).
+  t->waiter = nullptr;
+  if (t->state == QueueTicket::State::kCancelled) t->keepalive.reset();
+}
+
+void Backend::trim(std::deque<QueueTicketPtr>& q) {
+  while (!q.empty() && q.front()->state != QueueTicket::State::kWaiting) q.pop_front();
+}
+
+void Backend::onSlotFreed(Server& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  dispatchLocked(s);
+}
+
+void Backend::dispatchAll() {
+  if (waiting_.load(std::memory_order_seq_cst) == 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& s : servers_) dispatchLocked(*s);
+}
+
+void Backend::dispatchLocked(Server& s) {
+  auto& own = server_queues_[s.index()];
+  for (;;) {
+    trim(own);
+    trim(queue_);
+    // The backend's queue may use this server only if balancing would pick it: usable,
+    // and not a backup while a non-backup server is usable.
+    bool shared_ok = !queue_.empty() && s.usable();
+    if (shared_ok && s.backup()) {
+      for (auto& o : servers_)
+        if (!o->backup() && o->usable()) shared_ok = false;
+    }
+    QueueTicketPtr next;
+    bool from_own = false;
+    if (!own.empty() && (!shared_ok || own.front()->seq < queue_.front()->seq)) {
+      next = own.front();
+      from_own = true;
+    } else if (shared_ok) {
+      next = queue_.front();
+    } else {
+      return;
+    }
+    if (!s.tryAcquire()) return;
+    if (from_own) {
+      own.pop_front();
+      s.queued_.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+      queue_.pop_front();
+    }
+    waiting_.fetch_sub(1, std::memory_order_relaxed);
+    grantLocked(next, s);
+  }
+}
+
+void Backend::grantLocked(const QueueTicketPtr& t, Server& s) {
+  t->state = QueueTicket::State::kGranted;
+  Server* srv = &s;
+  t->loop->post([t, srv] {
+    std::shared_ptr<void> keep = std::move(t->keepalive);
+    if (t->waiter != nullptr) {
+      QueueTicket::Waiter* w = t->waiter;
+      t->waiter = nullptr;
+      w->onQueueGranted(*srv);
+    } else {
+      srv->release();  // the waiter left meanwhile: pass the slot on
+    }
+  });
 }
 
 }  // namespace crescent::core

@@ -2,86 +2,266 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "core/config/config.h"
 
 namespace crescent::core {
 
+class Backend;
+class Balancer;
+class EventLoop;
+class SourcePicker;
+
+/// Milliseconds of a process-wide monotonic clock (steady_clock), comparable across
+/// threads (uv_now() is per loop). Used for slowstart and state-change ages.
+uint64_t monotonicMs();
+
+/// What an operator set (runtime API / Lua): HAProxy's `set server b/s state`.
+enum class AdminState : uint8_t {
+  kReady,  ///< takes traffic
+  kDrain,  ///< no new traffic; current sessions finish; health checks go on
+  kMaint,  ///< no new traffic, not checked; current sessions finish
+};
+
+const char* adminStateName(AdminState s);
+
 /// Runtime state of one configured server, shared by every worker of a generation.
-/// Counters are atomics (relaxed: they feed stats and balancing, not synchronisation).
+///
+/// Counters and states are atomics: balancing reads them without locks (relaxed; a stale
+/// value costs one slightly worse pick, never correctness). The slot count `current()`
+/// is exact: tryAcquire() never lets it pass maxconn, and every successful tryAcquire()
+/// or acquire() is paired with one release(), which may hand the freed slot to a waiting
+/// request (Backend's queues) on any worker.
 class Server {
  public:
-  Server(const ServerConfig& cfg, size_t index)
-      : config_(cfg), index_(index), weight_(cfg.weight) {}
+  Server(Backend& backend, const ServerConfig& cfg, size_t index);
+  ~Server();
 
   const ServerConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }
+  Backend& backend() const { return backend_; }
+  /// Position in the backend (0-based); config().id is index() + 1.
   size_t index() const { return index_; }
+  bool backup() const { return config_.backup; }
 
+  // --- state --------------------------------------------------------------------------
+  /// Health as decided by checks (active and observed); true without checks.
+  bool up() const { return up_.load(std::memory_order_relaxed); }
+  AdminState admin() const { return admin_.load(std::memory_order_relaxed); }
+  /// May take new traffic: up, admin ready and a weight above 0.
+  bool usable() const { return up() && admin() == AdminState::kReady && weight() > 0; }
+  /// usable() and a free slot.
+  bool available() const { return usable() && !full(); }
+  /// "UP", "DOWN", "DRAIN", "MAINT" (stats, logs, Lua `state`).
+  const char* stateName() const;
+
+  /// Sets the health (health checks, observe). Logs the change with `reason`, starts
+  /// slowstart when coming up, wakes queued requests. Thread-safe; returns true if changed.
+  bool setUp(bool up, const std::string& reason);
+  /// Sets the admin state; thread-safe; logs; returns true if changed.
+  bool setAdmin(AdminState s, const std::string& why = "runtime");
+  /// Sets the configured weight (0..256); thread-safe.
+  void setWeight(int w);
+  /// Sets maxconn (0 = unlimited); thread-safe; a raise wakes queued requests.
+  void setMaxconn(int n);
+
+  /// Weight as configured or set at runtime (0..256).
   int weight() const { return weight_.load(std::memory_order_relaxed); }
+  /// Weight as balancing sees it at `now_ms` (monotonicMs): ramps from 1/slowstart of the
+  /// weight to all of it over `slowstart` ms after the server came up (HAProxy rounds up,
+  /// so a ramping server gets at least 1).
+  int effectiveWeight(uint64_t now_ms) const;
+  int maxconn() const { return maxconn_.load(std::memory_order_relaxed); }
+
+  // --- slots ---------------------------------------------------------------------------
   /// Concurrent connections (TCP) or requests (HTTP) being served.
   int current() const { return cur_.load(std::memory_order_relaxed); }
   /// True when maxconn is set and reached.
-  bool full() const { return config_.maxconn > 0 && current() >= config_.maxconn; }
+  bool full() const {
+    int m = maxconn();
+    return m > 0 && current() >= m;
+  }
+  /// Takes a slot if one is free (never passes maxconn). Thread-safe.
+  bool tryAcquire();
+  /// Takes a slot regardless of maxconn (a request already assigned elsewhere).
+  void acquire();
+  /// Gives a slot back; a request waiting for it (this server's queue, or the backend's)
+  /// is dispatched to it. Thread-safe.
+  void release();
 
+  /// Requests waiting in this server's own queue (hash algorithms keep their server).
+  int queued() const { return queued_.load(std::memory_order_relaxed); }
+
+  // --- observations ----------------------------------------------------------------------
+  /// Records a response time (ms from connect start to response head) into the average.
+  void recordResponseTime(uint64_t ms);
+  /// Exponentially weighted average response time in ms (weight 1/8 per sample), 0 until
+  /// the first sample.
+  double responseTimeMs() const;
+  /// Passive check (HAProxy `observe`): one outcome seen by traffic, `layer7` for an
+  /// HTTP response (5xx = error), else a connection (refused/timeout = error). With
+  /// `observe = "layer4"` only connection outcomes count. After check.error_limit
+  /// consecutive errors the server is marked down (health checks bring it back).
+  void observe(bool ok, const char* what, bool layer7 = false);
+
+  void countConnectError() { econ_.fetch_add(1, std::memory_order_relaxed); }
+  void countRetry() { retries_.fetch_add(1, std::memory_order_relaxed); }
+  void countRedispatch() { redispatches_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t total() const { return total_.load(std::memory_order_relaxed); }
+  uint64_t connectErrors() const { return econ_.load(std::memory_order_relaxed); }
+  uint64_t retries() const { return retries_.load(std::memory_order_relaxed); }
+  uint64_t redispatches() const { return redispatches_.load(std::memory_order_relaxed); }
+  uint64_t checkFailures() const { return chkfail_.load(std::memory_order_relaxed); }
+  void countCheckFailure() { chkfail_.fetch_add(1, std::memory_order_relaxed); }
+  /// monotonicMs() of the last up/down change (0: never changed).
+  uint64_t lastChangeMs() const { return last_change_.load(std::memory_order_relaxed); }
+
+  /// Local address chooser for connections to this server, or null (no `source`).
+  SourcePicker* source() const { return source_.get(); }
+
+ private:
+  friend class Backend;
+  Backend& backend_;
+  const ServerConfig& config_;
+  size_t index_;
+  std::atomic<bool> up_{true};
+  std::atomic<AdminState> admin_{AdminState::kReady};
+  std::atomic<int> weight_;
+  std::atomic<int> maxconn_;
+  std::atomic<int> cur_{0};
+  std::atomic<int> queued_{0};         // this server's queue length (written under backend mutex)
+  std::atomic<uint64_t> up_since_{0};  // monotonicMs() when it last came up (slowstart)
+  std::atomic<uint64_t> last_change_{0};
+  std::atomic<uint64_t> total_{0};
+  std::atomic<uint64_t> econ_{0};
+  std::atomic<uint64_t> retries_{0};
+  std::atomic<uint64_t> redispatches_{0};
+  std::atomic<uint64_t> chkfail_{0};
+  std::atomic<int> observed_errors_{0};
+  std::atomic<uint64_t> rtt_x16_{0};  // response time EWMA in 1/16 ms, 0 = none yet
+  std::unique_ptr<SourcePicker> source_;
+};
+
+/// A request waiting for a server slot (HAProxy's pendconn). Created by Backend::assign()
+/// for the session that waits, shared with the queue. The session's thread owns `waiter`;
+/// the queue's side (state, granted) is guarded by the backend's mutex.
+struct QueueTicket {
+  /// Told on the waiting session's own loop thread.
+  class Waiter {
+   public:
+    virtual ~Waiter() = default;
+    /// A slot of `server` is now held for the waiter (it must release() it).
+    virtual void onQueueGranted(Server& server) = 0;
+  };
+
+  enum class State { kWaiting, kGranted, kCancelled };
+  EventLoop* loop = nullptr;  ///< the waiter's loop (grants are posted to it)
+  Waiter* waiter = nullptr;   ///< cleared by cancel(); touched on the waiter's thread only
+  Server* target = nullptr;   ///< waiting for this server, or null: for any server
+  uint64_t seq = 0;           ///< arrival order in the backend
+  State state = State::kWaiting;
+  /// Set by the waiter (on its thread): kept alive until the grant has run, e.g. the
+  /// generation that owns `target`, so a grant arriving after the waiter left can still
+  /// release its slot.
+  std::shared_ptr<void> keepalive;
+};
+using QueueTicketPtr = std::shared_ptr<QueueTicket>;
+
+/// Runtime state of one backend: its servers, counters, balancer and queues, shared by
+/// the workers of a generation.
+///
+/// Queues (HAProxy's model, reference/002): a request whose server is chosen but full
+/// waits in that server's queue (hash algorithms keep a key on its server); a request for
+/// which every usable server is full waits in the backend's queue. A freed slot goes to
+/// the oldest request of its server's queue or of the backend's queue. `maxqueue` bounds
+/// a server's queue; the backend's queue is bounded by the sum of its usable servers'
+/// maxqueue when every one of them sets one.
+class Backend {
+ public:
+  Backend(const BackendConfig& cfg, size_t index);
+  ~Backend();
+  const BackendConfig& config() const { return config_; }
+  const std::string& name() const { return config_.name; }
+  size_t index() const { return index_; }
+  std::vector<std::unique_ptr<Server>>& servers() { return servers_; }
+  Server* findServer(std::string_view name);
+  /// The built-in balancer (the fallback of a Lua balancer). Thread-safe.
+  Balancer& balancer() { return *balancer_; }
+
+  /// Concurrent sessions using the backend.
+  int current() const { return cur_.load(std::memory_order_relaxed); }
   void acquire() {
     cur_.fetch_add(1, std::memory_order_relaxed);
     total_.fetch_add(1, std::memory_order_relaxed);
   }
   void release() { cur_.fetch_sub(1, std::memory_order_relaxed); }
-  void countConnectError() { econ_.fetch_add(1, std::memory_order_relaxed); }
-  void countRetry() { retries_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t total() const { return total_.load(std::memory_order_relaxed); }
 
- private:
-  const ServerConfig& config_;
-  size_t index_;
-  std::atomic<int> weight_;
-  std::atomic<int> cur_{0};
-  std::atomic<uint64_t> total_{0};
-  std::atomic<uint64_t> econ_{0};
-  std::atomic<uint64_t> retries_{0};
-};
+  /// Outcome of assign().
+  struct Assignment {
+    enum class Kind {
+      kAcquired,   ///< `server`'s slot is held
+      kQueued,     ///< wait for `ticket` to be granted (Waiter::onQueueGranted)
+      kNoServer,   ///< no usable server: 503
+      kQueueFull,  ///< maxqueue reached: 503
+    };
+    Kind kind = Kind::kNoServer;
+    Server* server = nullptr;
+    QueueTicketPtr ticket;
+  };
 
-/// Runtime state of one backend: its servers and counters, shared by the workers.
-class Backend {
- public:
-  Backend(const BackendConfig& cfg, size_t index);
-  const BackendConfig& config() const { return config_; }
-  const std::string& name() const { return config_.name; }
-  size_t index() const { return index_; }
-  std::vector<std::unique_ptr<Server>>& servers() { return servers_; }
-  int current() const { return cur_.load(std::memory_order_relaxed); }
-  void acquire() { cur_.fetch_add(1, std::memory_order_relaxed); }
-  void release() { cur_.fetch_sub(1, std::memory_order_relaxed); }
+  /// Takes a slot of `chosen` (a usable server, possibly full), or queues the request:
+  /// on `chosen` when it is full, on the backend when `chosen` is null and some usable
+  /// server exists (all full). `waiter` and `loop` receive the grant. Thread-safe.
+  Assignment assign(Server* chosen, QueueTicket::Waiter& waiter, EventLoop& loop);
+  /// The waiter gives up (timeout queue, client gone); call on the waiter's thread. A
+  /// grant already on its way is released when it arrives. Thread-safe.
+  void cancel(const QueueTicketPtr& ticket);
+
+  /// Requests waiting in the backend's queue plus every server's.
+  int queued() const { return waiting_.load(std::memory_order_relaxed); }
+  /// Highest queued() seen (stats qmax).
+  int queuedMax() const { return queued_max_.load(std::memory_order_relaxed); }
+  /// Requests that timed out in a queue.
+  uint64_t queueTimeouts() const { return queue_timeouts_.load(std::memory_order_relaxed); }
+  void countQueueTimeout() { queue_timeouts_.fetch_add(1, std::memory_order_relaxed); }
+
+  /// Hands free slots to waiting requests (after a server came up, or maxconn/weight
+  /// changed). Thread-safe.
+  void dispatchAll();
+  /// Tells the balancer that weights or states changed. Thread-safe.
+  void serversChanged();
 
  private:
+  friend class Server;
+  void onSlotFreed(Server& s);
+  // Under mu_: grants queued requests to free slots of `s` while both exist.
+  void dispatchLocked(Server& s);
+  void grantLocked(const QueueTicketPtr& t, Server& s);
+  // Under mu_: drops cancelled tickets at the front of `q`.
+  static void trim(std::deque<QueueTicketPtr>& q);
+  bool anyUsable() const;
+
   const BackendConfig& config_;
   size_t index_;
   std::vector<std::unique_ptr<Server>> servers_;
+  std::unique_ptr<Balancer> balancer_;
   std::atomic<int> cur_{0};
-};
+  std::atomic<uint64_t> total_{0};
+  std::atomic<int> waiting_{0};  // tickets in any queue, not cancelled
+  std::atomic<int> queued_max_{0};
+  std::atomic<uint64_t> queue_timeouts_{0};
 
-/// Smooth weighted round robin (the nginx scheme: each pick adds every usable server's
-/// weight to its running score, takes the highest, and subtracts the total). Spreads a
-/// server's turns evenly instead of in bursts. One instance per backend, shared by the
-/// workers (as HAProxy shares its LB tree between threads) so that the rotation holds
-/// across connections whichever worker accepts them; pick() takes a short mutex.
-/// Servers with weight 0 or at maxconn are skipped.
-class RoundRobin {
- public:
-  explicit RoundRobin(Backend& backend);
-  /// The next server, or nullptr when none is usable. `exclude` (may be null) is skipped
-  /// unless it is the only usable one (used by redispatch). Thread-safe.
-  Server* pick(const Server* exclude = nullptr);
-
- private:
-  Backend& backend_;
   std::mutex mu_;
-  std::vector<int64_t> score_;  // guarded by mu_
+  std::deque<QueueTicketPtr> queue_;                       // guarded by mu_
+  std::vector<std::deque<QueueTicketPtr>> server_queues_;  // guarded by mu_, per server
+  uint64_t seq_ = 0;                                       // guarded by mu_
 };
 
 }  // namespace crescent::core

@@ -63,20 +63,100 @@ struct BindConfig {
   int line = 0;
 };
 
+/// Local addresses for connections to servers (`source = ...`), against ephemeral port
+/// exhaustion (reference/002). Addresses are used in turn, one per connection. Without a
+/// port range the kernel picks the port at connect time (IP_BIND_ADDRESS_NO_PORT), so one
+/// source address serves every destination with its whole ephemeral range; with a range
+/// (`"127.0.0.2:20000-30000"`) ports are taken in turn from it.
+struct SourceConfig {
+  std::vector<Address> addresses;  ///< IPs, port 0; empty = no binding (the kernel decides)
+  uint16_t port_min = 0;           ///< 0 = no range
+  uint16_t port_max = 0;
+  bool empty() const { return addresses.empty(); }
+};
+
+/// Health checking of one server (reference/004; HAProxy's `check`, `inter`, `rise`, ...).
+/// Resolved per server: the backend's `check` table merged with the server's own.
+struct HealthCheckConfig {
+  enum class Kind {
+    kTcp,   ///< connect (then `send`/`expect_body` if given)
+    kHttp,  ///< `http = "GET /health"`: a request; up on `expect` (default 2xx/3xx)
+  };
+  /// Passive checks (HAProxy's `observe`): consecutive errors seen by real traffic.
+  enum class Observe { kNone, kLayer4, kLayer7 };
+
+  bool enabled = false;  ///< the server has `check = true` (or a table)
+  Kind kind = Kind::kTcp;
+  std::string method = "GET";  ///< kHttp
+  std::string uri = "/";       ///< kHttp
+  std::string host;            ///< kHttp: Host header; empty = the server's address
+  std::string send;            ///< kTcp: bytes sent after connecting
+  /// Status ranges that mean up (inclusive pairs); empty = 200..399.
+  std::vector<std::pair<int, int>> expect_status;
+  std::string expect_body;  ///< the response must contain this (first 16 KiB)
+  int expect_hook = 0;      ///< >0: Lua `expect = function(res, server)` decides
+  uint64_t inter = 2000;    ///< ms between checks while up
+  uint64_t fastinter = 0;   ///< ms while going up or down; 0 = inter
+  uint64_t downinter = 0;   ///< ms while down; 0 = inter
+  uint64_t timeout = 0;     ///< ms for one check; 0 = min(inter, timeout connect)
+  int rise = 2;             ///< consecutive successes to go up
+  int fall = 3;             ///< consecutive failures to go down
+  uint16_t port = 0;        ///< 0 = the server's port
+  Observe observe = Observe::kNone;
+  int error_limit = 10;  ///< consecutive observed errors that mark the server down
+};
+
 struct ServerConfig {
   std::string name;
   std::string text;  ///< address as written
   Address address;
-  int weight = 1;   ///< 0..256; 0 takes no new traffic
-  int maxconn = 0;  ///< 0 = unlimited
+  int id = 0;               ///< 1-based position in its backend (HAProxy's server id; `first`)
+  int weight = 1;           ///< 0..256; 0 takes no new traffic
+  int maxconn = 0;          ///< 0 = unlimited
+  int maxqueue = 0;         ///< requests that may wait for this server; 0 = unlimited
+  bool backup = false;      ///< used only when no non-backup server is up
+  uint64_t slowstart = 0;   ///< ms over which the weight ramps up after recovery
+  HealthCheckConfig check;  ///< resolved: backend settings + server overrides
+  SourceConfig source;      ///< resolved: the server's, else the backend's
   int line = 0;
+};
+
+/// Built-in balancing algorithms (HAProxy's names; docs/config.md).
+enum class BalanceAlgo {
+  kRoundRobin,  ///< smooth weighted round robin, dynamic weights
+  kStaticRr,    ///< weighted round robin on the configured weights
+  kLeastConn,   ///< fewest (current + queued) / weight; ties in turn
+  kFirst,       ///< lowest id that has a free slot
+  kSource,      ///< hash of the client IP
+  kUri,         ///< hash of the path (without the query)
+  kUrlParam,    ///< hash of a query parameter (balance_arg); roundrobin when absent
+  kHdr,         ///< hash of a header (balance_arg); roundrobin when absent
+  kRandom,      ///< power of two random choices, lower load wins
+};
+
+enum class HashType {
+  kMapBased,    ///< hash modulo the total weight of usable servers: most keys move on change
+  kConsistent,  ///< hash ring: only the keys of a changed server move
+};
+
+/// A Lua balancer (`balancer { name, init, pick, on_release }`): hook ids, 0 = absent.
+struct LuaBalancerConfig {
+  std::string name;
+  int pick_hook = 0;
+  int init_hook = 0;
+  int release_hook = 0;
+  bool enabled() const { return pick_hook > 0; }
 };
 
 struct BackendConfig {
   std::string name;
   Mode mode = Mode::kHttp;
   Timeouts timeout;
-  std::string balance = "roundrobin";
+  std::string balance = "roundrobin";  ///< the algorithm as written (logs, stats)
+  BalanceAlgo algo = BalanceAlgo::kRoundRobin;
+  std::string balance_arg;  ///< header name for kHdr, parameter for kUrlParam
+  HashType hash_type = HashType::kMapBased;
+  LuaBalancerConfig lua_balancer;  ///< when enabled, it picks; `algo` is roundrobin (fallback)
   int retries = 3;
   bool redispatch = false;
   bool forwardfor = false;

@@ -1,5 +1,6 @@
 #include "core/session/connector.h"
 
+#include "core/backend/balancer.h"
 #include "core/base/log.h"
 
 namespace crescent::core {
@@ -16,15 +17,9 @@ Connector::~Connector() {
   if (server_ != nullptr) server_->release();
 }
 
-void Connector::start(Server* acquired) {
+void Connector::start(Server& acquired) {
   started_at_ = loop_.now();
-  Server* s = acquired;
-  if (s == nullptr) {
-    s = wg_.balancer(backend_.index()).pick();
-    if (s == nullptr) return fail(ConnectFailure::kNoServer);
-    s->acquire();
-  }
-  attempt(s);
+  attempt(&acquired);
 }
 
 void Connector::attempt(Server* server) {
@@ -52,6 +47,7 @@ void Connector::onStreamConnected(Stream& s, int status) {
   out->setHandler(nullptr);
   out->setNoDelay(true);
   Server* srv = server_;
+  srv->observe(true, "connected");
   server_ = nullptr;                         // the owner holds the slot now
   owner_.onConnected(std::move(out), *srv);  // may destroy us: last statement
 }
@@ -65,6 +61,7 @@ void Connector::retry(bool timed_out) {
   timer_->stop();
   stream_.reset();
   server_->countConnectError();
+  server_->observe(false, timed_out ? "connect timeout" : "connection refused");
   const BackendConfig& cfg = backend_.config();
   if (attempts_ > cfg.retries) {
     logWarning("backend \"{}\": server \"{}\": connect {} after {} attempt(s)", cfg.name,
@@ -75,11 +72,14 @@ void Connector::retry(bool timed_out) {
   Server* next = server_;
   if (cfg.redispatch && attempts_ == cfg.retries) {
     // Last attempt: another server if there is one (HAProxy's redispatch).
-    Server* other = wg_.balancer(backend_.index()).pick(server_);
-    if (other != nullptr && other != server_) {
+    PickRequest req;
+    req.exclude = server_;
+    req.now_ms = monotonicMs();
+    Server* other = backend_.balancer().pick(req);
+    if (other != nullptr && other != server_ && other->tryAcquire()) {
       server_->release();
-      other->acquire();
       next = other;
+      next->countRedispatch();
     }
   }
   attempt(next);

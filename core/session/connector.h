@@ -15,10 +15,10 @@ enum class ConnectFailure {
   kTimeout,   ///< `timeout connect` after every retry: 504, "sC"
 };
 
-/// Picks a server with the backend's balancer and connects to it, with `timeout connect`
-/// per attempt, `retries` further attempts, and `redispatch` (the last attempt goes to
-/// another server). Holds the chosen server's slot (Server::acquire) from pick to the end
-/// of the owner's use: the owner releases it.
+/// Connects to a server whose slot is held, with `timeout connect` per attempt, `retries`
+/// further attempts, and `redispatch` (the last attempt goes to another server with a
+/// free slot, chosen by the backend's algorithm). Holds the server's slot until the
+/// connection is handed over: then the owner holds it and releases it.
 class Connector : private StreamHandler {
  public:
   class Owner {
@@ -33,9 +33,9 @@ class Connector : private StreamHandler {
   Connector(EventLoop& loop, WorkerGeneration& wg, size_t backend_index, Owner& owner);
   ~Connector() override;
 
-  /// Starts with a server chosen by the balancer, or with `acquired` when given: a server
-  /// the caller picked and acquired already (the connector then owns that slot).
-  void start(Server* acquired = nullptr);
+  /// Starts with `acquired`: a server whose slot the caller holds (ServerDispatch); the
+  /// connector owns that slot from now on. Redispatch moves it to another server.
+  void start(Server& acquired);
   /// Attempts made so far beyond the first (the log's retries field).
   int retries() const { return attempts_ > 0 ? attempts_ - 1 : 0; }
   /// Loop time when the first attempt started / when the connection was established.

@@ -6,7 +6,6 @@ Generation::Generation(uint64_t id, std::shared_ptr<const Config> config)
     : id_(id), config_(std::move(config)) {
   for (size_t i = 0; i < config_->backends.size(); ++i) {
     backends_.push_back(std::make_unique<Backend>(config_->backends[i], i));
-    balancers_.push_back(std::make_unique<RoundRobin>(*backends_.back()));
   }
   for (size_t i = 0; i < config_->frontends.size(); ++i)
     frontend_stats_.push_back(std::make_unique<FrontendStats>());
@@ -14,6 +13,8 @@ Generation::Generation(uint64_t id, std::shared_ptr<const Config> config)
 
 WorkerGeneration::WorkerGeneration(std::shared_ptr<Generation> gen,
                                    std::unique_ptr<ScriptRunner> scripts)
-    : gen_(std::move(gen)), scripts_(std::move(scripts)) {}
+    : gen_(std::move(gen)), scripts_(std::move(scripts)) {
+  if (scripts_) scripts_->attach(*gen_);
+}
 
 }  // namespace crescent::core

@@ -29,14 +29,12 @@ class Generation {
   Backend& backend(size_t i) { return *backends_[i]; }
   size_t backendCount() const { return backends_.size(); }
   FrontendStats& frontendStats(size_t i) { return *frontend_stats_[i]; }
-  RoundRobin& balancer(size_t backend_index) { return *balancers_[backend_index]; }
 
  private:
   uint64_t id_;
   std::shared_ptr<const Config> config_;
   std::vector<std::unique_ptr<Backend>> backends_;
   std::vector<std::unique_ptr<FrontendStats>> frontend_stats_;
-  std::vector<std::unique_ptr<RoundRobin>> balancers_;
 };
 
 /// What one worker thread holds for one generation: its own Lua state (through the
@@ -48,7 +46,7 @@ class WorkerGeneration {
   const Config& config() const { return gen_->config(); }
   /// May be null when the config declares no Lua hooks.
   ScriptRunner* scripts() { return scripts_.get(); }
-  RoundRobin& balancer(size_t backend_index) { return gen_->balancer(backend_index); }
+  Backend& backend(size_t i) { return gen_->backend(i); }
 
  private:
   std::shared_ptr<Generation> gen_;

@@ -8,17 +8,23 @@
 #include <utility>
 #include <vector>
 
+#include "core/backend/check_script.h"
+#include "core/backend/server.h"
+#include "core/config/config.h"
 #include "core/net/address.h"
 #include "core/proto/http_head.h"
 
 namespace crescent::core {
 
+class Generation;
+
 /// What the request being processed looks like to a hook. Borrowed for the call only.
 struct RequestContext {
-  HttpHead& req;       ///< editable: header changes are forwarded to the server
+  HttpHead& req;       ///< editable: header changes are forwarded to the server (TCP mode: empty)
   const Address& src;  ///< client address (after PROXY protocol, when used)
   const Address& dst;  ///< address the client connected to
   std::string_view frontend;
+  bool http = true;  ///< false in TCP mode: `txn.req` is nil
 };
 
 /// What an http_request hook decided.
@@ -51,9 +57,13 @@ struct ServiceResponse {
 /// Not thread-safe: each worker has its own runner (and Lua state) per generation.
 /// Calls do not re-enter the core and never throw; a script error is reported in the
 /// result, never raised. A hook that runs longer than its budget is cut off (kFail).
-class ScriptRunner {
+class ScriptRunner : public CheckScript {
  public:
-  virtual ~ScriptRunner() = default;
+  ~ScriptRunner() override = default;
+
+  /// The generation whose servers the scripts see (crescent.server(), balancers). Called
+  /// once by WorkerGeneration before any other call; `gen` outlives the runner.
+  virtual void attach(Generation& gen) = 0;
 
   /// Runs the frontend's `http_request = function(txn)` hook with id `hook_id` (> 0).
   virtual HookDecision runHttpRequest(int hook_id, RequestContext& ctx) = 0;
@@ -62,6 +72,23 @@ class ScriptRunner {
   /// request whose whole body is `body`.
   virtual ServiceResponse runService(int service_id, RequestContext& ctx,
                                      std::string_view body) = 0;
+
+  /// Runs the Lua balancer `lb` of `backend`: pick(txn, servers, state), where servers
+  /// are `candidates` (usable, not full, in config order) and state is what the
+  /// balancer's init(backend) returned in this state (called once per backend, lazily).
+  /// Returns the chosen server, or null to fall back to the built-in algorithm: when
+  /// pick returned nil, raised (`error` gets the message and traceback), overran its
+  /// budget, or returned something that is not one of `candidates` (`error` says so).
+  virtual Server* runBalancerPick(const LuaBalancerConfig& lb, Backend& backend,
+                                  RequestContext& ctx, const std::vector<Server*>& candidates,
+                                  std::string& error) = 0;
+
+  /// Runs the Lua balancer's on_release(server, result, state) at the end of the
+  /// exchange (HTTP) or session (TCP) that `server` served; result = { time = ms from
+  /// connect start to response head (or session end in TCP mode), status = HTTP status
+  /// or 0, error = true when it failed }. Errors are logged, never raised.
+  virtual void runBalancerRelease(const LuaBalancerConfig& lb, Backend& backend, Server& server,
+                                  uint64_t time_ms, int status, bool failed) = 0;
 };
 
 }  // namespace crescent::core

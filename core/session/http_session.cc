@@ -41,6 +41,7 @@ HttpSession::HttpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg,
 HttpSession::~HttpSession() {
   tunnel_.reset();
   connector_.reset();
+  dispatch_.reset();
   if (srv_ != nullptr) srv_->release();
   if (backend_ >= 0) wg_->gen().backend(backend_).release();
 }
@@ -314,6 +315,7 @@ void HttpSession::sendError(int status, const char* term) {
       status, http1::reasonPhrase(status), body.size(), body);
   if (server_) releaseServer(false);
   connector_.reset();
+  releaseSlot();
   writeClient(std::move(out));
   logExchange();
   beginClosing();
@@ -337,6 +339,9 @@ void HttpSession::onClientEof() {
       if (!req_done_) return abortExchange("CR");
       return;
     case State::kConnecting:
+      // A client that leaves while its request waits in a queue leaves the queue at once.
+      if (dispatch_ && dispatch_->queued()) return abortExchange("CQ");
+      [[fallthrough]];
     case State::kExchange:
       // A client may half-close after its request: the response still goes out.
       if (!req_done_) return abortExchange(resp_head_done_ ? "CD" : "CR");
@@ -388,7 +393,7 @@ void HttpSession::resetExchange() {
   dechunk_ = false;
   reused_conn_ = retried_fresh_ = false;
   log_srv_ = nullptr;
-  t_req_start_ = t_head_ = t_connect_start_ = t_connected_ = t_resp_ = 0;
+  t_req_start_ = t_head_ = t_connect_start_ = t_connected_ = t_resp_ = t_queue_ = 0;
   bytes_to_client_ = 0;
   status_ = -1;
   retries_ = 0;
@@ -425,10 +430,8 @@ void HttpSession::finish() {
   client_in_.clear();
   client_.reset();
   server_.reset();
-  if (srv_ != nullptr) {
-    srv_->release();
-    srv_ = nullptr;
-  }
+  connector_.reset();
+  releaseSlot();
   // Before endSession(): it may accept a connection that waited for this slot.
   wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
   w_.endSession(this);
@@ -547,7 +550,7 @@ void HttpSession::logExchange() {
   uint64_t now = w_.loop().now();
   uint64_t start = t_req_start_ ? t_req_start_ : t_accept_;
   int64_t tr = t_head_ ? static_cast<int64_t>(t_head_ - start) : -1;
-  int64_t tw = t_connect_start_ ? 0 : -1;
+  int64_t tw = t_connect_start_ ? static_cast<int64_t>(t_queue_) : -1;
   int64_t tc = t_connected_ ? static_cast<int64_t>(t_connected_ - t_connect_start_) : -1;
   int64_t tresp = (t_resp_ && t_head_)
                       ? static_cast<int64_t>(t_resp_ - (t_connected_ ? t_connected_ : t_head_))

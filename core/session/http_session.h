@@ -8,6 +8,7 @@
 #include "core/net/timer.h"
 #include "core/proto/http1.h"
 #include "core/session/connector.h"
+#include "core/session/server_dispatch.h"
 #include "core/session/tunnel.h"
 #include "core/session/worker_context.h"
 
@@ -29,6 +30,7 @@ namespace crescent::core {
 class HttpSession final : public Session,
                           private StreamHandler,
                           private Connector::Owner,
+                          private ServerDispatch::Owner,
                           private Tunnel::Owner {
  public:
   /// Largest request body a Lua service may receive (bytes); larger gets 413.
@@ -61,6 +63,9 @@ class HttpSession final : public Session,
   // Connector::Owner
   void onConnected(StreamPtr stream, Server& server) override;
   void onConnectFailed(ConnectFailure why, Server* last) override;
+  // ServerDispatch::Owner
+  void onQueueGranted(Server& server) override;
+  void onQueueTimeout() override;
   // Tunnel::Owner
   void onTunnelEnd(TunnelEnd why) override;
 
@@ -83,6 +88,8 @@ class HttpSession final : public Session,
 
   // Server side (http_session_server.cc)
   void connectToServer();
+  void useServer(Server& s);
+  void releaseSlot();
   void sendRequestHead();
   void onServerData(Buffer data);
   bool readResponseHead(Buffer& data);
@@ -112,6 +119,7 @@ class HttpSession final : public Session,
   StreamPtr client_;
   StreamPtr server_;
   TimerPtr timer_;
+  std::unique_ptr<ServerDispatch> dispatch_;
   std::unique_ptr<Connector> connector_;
   std::unique_ptr<Tunnel> tunnel_;
   State state_ = State::kWaitRequest;
@@ -150,7 +158,7 @@ class HttpSession final : public Session,
 
   // log fields of the current exchange (loop times in ms, 0 = not reached)
   uint64_t t_accept_ = 0, t_req_start_ = 0, t_head_ = 0, t_connect_start_ = 0, t_connected_ = 0,
-           t_resp_ = 0;
+           t_resp_ = 0, t_queue_ = 0;
   uint64_t wall_req_start_ = 0;
   uint64_t bytes_to_client_ = 0;
   int status_ = -1;

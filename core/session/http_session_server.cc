@@ -12,12 +12,53 @@ void HttpSession::connectToServer() {
   state_ = State::kConnecting;
   t_connect_start_ = w_.loop().now();
   armTimer();
-  Server* s = wg_->balancer(backend_).pick();
-  if (s == nullptr) {
-    logWarning("backend \"{}\": 503: no server available", wg_->config().backends[backend_].name);
-    return sendError(503, "SC");
+  if (retried_fresh_ && srv_ != nullptr) {
+    // Second try of an exchange whose reused connection was closed under us: same server,
+    // same slot, a fresh connection.
+    Server* s = srv_;
+    srv_ = nullptr;
+    return useServer(*s);
   }
-  s->acquire();
+  dispatch_ = std::make_unique<ServerDispatch>(w_.loop(), wg_, backend_,
+                                               static_cast<ServerDispatch::Owner&>(*this));
+  PickRequest pr;
+  pr.src = &src_;
+  std::string_view target = req_.target;
+  size_t q = target.find('?');
+  pr.path = target.substr(0, q);
+  if (q != std::string_view::npos) pr.query = target.substr(q + 1);
+  pr.head = &req_;
+  pr.now_ms = monotonicMs();
+  RequestContext ctx{req_, src_, dst_, fe_->name};
+  switch (dispatch_->start(ctx, pr)) {
+    case ServerDispatch::Outcome::kAssigned:
+      return useServer(*dispatch_->server());
+    case ServerDispatch::Outcome::kQueued:
+      return;  // onQueueGranted / onQueueTimeout
+    case ServerDispatch::Outcome::kNoServer:
+      logWarning("backend \"{}\": 503: no server available", wg_->config().backends[backend_].name);
+      return sendError(503, "SC");
+    case ServerDispatch::Outcome::kQueueFull:
+      logWarning("backend \"{}\": 503: queue full (maxqueue)",
+                 wg_->config().backends[backend_].name);
+      return sendError(503, "sQ");
+  }
+}
+
+void HttpSession::onQueueGranted(Server& server) {
+  t_queue_ = dispatch_->queueMs();
+  useServer(server);
+}
+
+void HttpSession::onQueueTimeout() {
+  t_queue_ = dispatch_->queueMs();
+  logWarning("backend \"{}\": 503: timeout queue after {} ms",
+             wg_->config().backends[backend_].name, t_queue_);
+  sendError(503, "sQ");
+}
+
+void HttpSession::useServer(Server& server) {
+  Server* s = &server;
   if (!retried_fresh_) {
     StreamPtr idle = w_.pool().take(s);
     if (idle) {
@@ -28,7 +69,7 @@ void HttpSession::connectToServer() {
   reused_conn_ = false;
   connector_ =
       std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
-  connector_->start(s);
+  connector_->start(*s);
 }
 
 void HttpSession::onConnected(StreamPtr stream, Server& server) {
@@ -171,6 +212,10 @@ void HttpSession::onResponseHead(Buffer rest) {
   t_resp_ = w_.loop().now();
   resp_head_done_ = true;
   status_ = resp_.status;
+  if (srv_ != nullptr) {
+    srv_->recordResponseTime(t_resp_ - t_connect_start_ - t_queue_);
+    srv_->observe(resp_.status < 500, "HTTP status 5xx", true);
+  }
   http1::Error err;
   if (!http1::analyzeResponse(resp_, req_.method, resp_framing_, err)) {
     logWarning("backend \"{}\": 502: invalid response from server \"{}\": {}",
@@ -280,9 +325,14 @@ void HttpSession::onServerEof() {
 bool HttpSession::retryOnFreshConnection() {
   if (!reused_conn_ || retried_fresh_ || resp_head_done_ || resp_buf_) return false;
   if (req_framing_.body != http1::BodyKind::kNone) return false;
+  // The server may have acted on the request before closing: resend only what is
+  // idempotent (RFC 9110 §9.2.2).
+  std::string_view m = req_.method;
+  if (m != "GET" && m != "HEAD" && m != "OPTIONS" && m != "TRACE" && m != "PUT" && m != "DELETE")
+    return false;
   retried_fresh_ = true;
   reused_conn_ = false;
-  releaseServer(false);
+  server_.reset();  // the dead connection; the server's slot (srv_) is kept for the retry
   connectToServer();
   return true;
 }
@@ -338,10 +388,24 @@ void HttpSession::releaseServer(bool reusable) {
       server_.reset();
     }
   }
-  if (srv_ != nullptr) {
-    srv_->release();
-    srv_ = nullptr;
+  releaseSlot();
+}
+
+// Gives the exchange's server slot back, after telling a Lua balancer's on_release.
+void HttpSession::releaseSlot() {
+  dispatch_.reset();
+  if (srv_ == nullptr) return;
+  Server* s = srv_;
+  srv_ = nullptr;
+  const LuaBalancerConfig& lb = wg_->config().backends[backend_ >= 0 ? backend_ : 0].lua_balancer;
+  if (backend_ >= 0 && lb.release_hook > 0 && wg_->scripts() != nullptr) {
+    uint64_t now = w_.loop().now();
+    uint64_t from = t_connect_start_ + t_queue_;
+    uint64_t took = (t_resp_ ? t_resp_ : now) - std::min(from, t_resp_ ? t_resp_ : now);
+    wg_->scripts()->runBalancerRelease(lb, s->backend(), *s, took, status_ > 0 ? status_ : 0,
+                                       status_ < 0 || status_ >= 500);
   }
+  s->release();
 }
 
 // Something failed mid-exchange after (part of) the response may have gone out: no error

@@ -21,6 +21,7 @@ TcpSession::TcpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, s
 TcpSession::~TcpSession() {
   tunnel_.reset();
   connector_.reset();
+  dispatch_.reset();
   if (srv_ != nullptr) srv_->release();
   if (backend_ >= 0) wg_->gen().backend(backend_).release();
 }
@@ -36,9 +37,61 @@ void TcpSession::start() {
   backend_ = selectBackend(fe_, sample);
   if (backend_ < 0) return finish("SC");
   wg_->gen().backend(backend_).acquire();
+  dispatch_ = std::make_unique<ServerDispatch>(w_.loop(), wg_, backend_,
+                                               static_cast<ServerDispatch::Owner&>(*this));
+  PickRequest pr;
+  pr.src = &src_;
+  pr.now_ms = monotonicMs();
+  HttpHead none;
+  RequestContext ctx{none, src_, dst_, fe_.name};
+  ctx.http = false;
+  switch (dispatch_->start(ctx, pr)) {
+    case ServerDispatch::Outcome::kAssigned:
+      return connect(*dispatch_->server());
+    case ServerDispatch::Outcome::kQueued:
+      client_->setHandler(this);
+      client_->readStart();
+      return;
+    case ServerDispatch::Outcome::kNoServer:
+      logWarning("backend \"{}\": no server available", wg_->config().backends[backend_].name);
+      return finish("SC");
+    case ServerDispatch::Outcome::kQueueFull:
+      logWarning("backend \"{}\": queue full (maxqueue)", wg_->config().backends[backend_].name);
+      return finish("sQ");
+  }
+}
+
+void TcpSession::onQueueGranted(Server& server) {
+  client_->readStop();
+  client_->setHandler(nullptr);
+  connect(server);
+}
+
+void TcpSession::onQueueTimeout() {
+  logWarning("backend \"{}\": timeout queue after {} ms", wg_->config().backends[backend_].name,
+             dispatch_->queueMs());
+  finish("sQ");
+}
+
+void TcpSession::onStreamData(Stream&, Buffer data) {
+  // Keep the first bytes for the server; the rest waits in the kernel until connected
+  // (so a disconnect after them is only seen then).
+  early_ = std::move(data);
+  client_->readStop();
+}
+
+void TcpSession::onStreamEof(Stream&) {
+  finish("CQ");
+}
+
+void TcpSession::onStreamError(Stream&, int) {
+  finish("CQ");
+}
+
+void TcpSession::connect(Server& server) {
   connector_ =
       std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
-  connector_->start();
+  connector_->start(server);
 }
 
 void TcpSession::onConnected(StreamPtr stream, Server& server) {
@@ -49,7 +102,7 @@ void TcpSession::onConnected(StreamPtr stream, Server& server) {
   TunnelTimeouts t = TunnelTimeouts::from(fe_.timeout, be.timeout);
   tunnel_ = std::make_unique<Tunnel>(w_.loop(), *client_, *server_, t,
                                      static_cast<Tunnel::Owner&>(*this));
-  tunnel_->start(Buffer(), Buffer());
+  tunnel_->start(std::move(early_), Buffer());
 }
 
 void TcpSession::onConnectFailed(ConnectFailure why, Server* last) {
@@ -76,6 +129,20 @@ void TcpSession::abort() {
   finish("KD");
 }
 
+// Gives the server slot back, after telling a Lua balancer's on_release.
+void TcpSession::releaseSlot() {
+  dispatch_.reset();
+  if (srv_ == nullptr) return;
+  Server* s = srv_;
+  srv_ = nullptr;
+  const LuaBalancerConfig& lb = wg_->config().backends[backend_].lua_balancer;
+  if (lb.release_hook > 0 && wg_->scripts() != nullptr) {
+    uint64_t now = w_.loop().now();
+    wg_->scripts()->runBalancerRelease(lb, s->backend(), *s, now - accept_ms_, 0, false);
+  }
+  s->release();
+}
+
 void TcpSession::finish(const char* state) {
   if (done_) return;
   done_ = true;
@@ -97,6 +164,7 @@ void TcpSession::finish(const char* state) {
   // later loop turn (never inside their own callbacks).
   client_.reset();
   server_.reset();
+  releaseSlot();
   // Before endSession(): it may accept a connection that waited for this slot.
   wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
   w_.endSession(this);

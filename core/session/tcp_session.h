@@ -5,6 +5,7 @@
 
 #include "core/net/stream.h"
 #include "core/session/connector.h"
+#include "core/session/server_dispatch.h"
 #include "core/session/tunnel.h"
 #include "core/session/worker_context.h"
 
@@ -16,7 +17,11 @@ namespace crescent::core {
 ///
 /// Lifetime: created by the worker on accept, linked into the worker's session list, and
 /// handed to WorkerContext::endSession() when done (deleted on a later loop turn).
-class TcpSession final : public Session, private Connector::Owner, private Tunnel::Owner {
+class TcpSession final : public Session,
+                         private Connector::Owner,
+                         private ServerDispatch::Owner,
+                         private StreamHandler,
+                         private Tunnel::Owner {
  public:
   TcpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, size_t frontend_index,
              StreamPtr client);
@@ -29,6 +34,14 @@ class TcpSession final : public Session, private Connector::Owner, private Tunne
   void onConnected(StreamPtr stream, Server& server) override;
   void onConnectFailed(ConnectFailure why, Server* last) override;
   void onTunnelEnd(TunnelEnd why) override;
+  void onQueueGranted(Server& server) override;
+  void onQueueTimeout() override;
+  // The client while its session waits in a queue: a disconnect leaves the queue.
+  void onStreamData(Stream& s, Buffer data) override;
+  void onStreamEof(Stream& s) override;
+  void onStreamError(Stream& s, int err) override;
+  void connect(Server& server);
+  void releaseSlot();
   void finish(const char* state);
 
   WorkerContext& w_;
@@ -37,6 +50,7 @@ class TcpSession final : public Session, private Connector::Owner, private Tunne
   size_t fe_index_;
   StreamPtr client_;
   StreamPtr server_;
+  std::unique_ptr<ServerDispatch> dispatch_;
   std::unique_ptr<Connector> connector_;
   std::unique_ptr<Tunnel> tunnel_;
   Server* srv_ = nullptr;            // slot held while connected
@@ -44,6 +58,7 @@ class TcpSession final : public Session, private Connector::Owner, private Tunne
   int backend_ = -1;
   Address src_, dst_;
   uint64_t accept_ms_ = 0, accept_wall_ = 0, connected_ms_ = 0;
+  Buffer early_;  // client bytes received while queued (one buffer, then reading stops)
   bool done_ = false;
 };
 

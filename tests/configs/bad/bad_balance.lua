@@ -1,4 +1,4 @@
--- expect: bad_balance.lua:3: backend "b": "balance" must be "roundrobin", "static_rr", "leastconn", "first", "source" or "random" (got "round-robin")
+-- expect: bad_balance.lua:3: backend "b": "balance" must be "roundrobin", "static-rr", "leastconn", "first", "source", "uri", "random", "url_param(name)" or "hdr(name)" (got "round-robin")
 backend "b" {
   balance = "round-robin",
 }

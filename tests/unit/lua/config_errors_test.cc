@@ -120,8 +120,9 @@ const BadConfig kBad[] = {
     {"servers and service", "backend \"b\" { server \"s\" { \":1\" }, service = function() end }\n",
      "cfg.lua:1: backend \"b\": has both servers and a service (use one or the other)"},
     {"bad balance", "backend \"b\" { balance = \"rr\" }\n",
-     "cfg.lua:1: backend \"b\": \"balance\" must be \"roundrobin\", \"static_rr\", \"leastconn\", "
-     "\"first\", \"source\" or \"random\" (got \"rr\")"},
+     "cfg.lua:1: backend \"b\": \"balance\" must be \"roundrobin\", \"static-rr\", \"leastconn\", "
+     "\"first\", \"source\", \"uri\", \"random\", \"url_param(name)\" or \"hdr(name)\" (got "
+     "\"rr\")"},
     {"when is not an acl",
      "backend \"b\" {}\nfrontend \"f\" { bind { \":1\" }, use_backend { \"b\", when = true } }\n",
      "cfg.lua:2: frontend \"f\": use_backend \"b\": \"when\" must be an ACL (acl.*) (got "

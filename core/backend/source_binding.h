@@ -1,0 +1,40 @@
+#pragma once
+
+// Source address binding for connections to servers (`source = ...`), against local
+// port exhaustion (reference/002_…; docs/port-exhaustion.md).
+
+#include <atomic>
+#include <cstdint>
+
+#include "core/config/config.h"
+#include "core/net/address.h"
+
+namespace crescent::core {
+
+/// Chooses the local address of each new connection to one server: the configured
+/// addresses in turn and, with a port range, the ports of the range in turn (per address).
+/// One instance per server, shared by the workers: next() is thread-safe and lock-free.
+class SourcePicker {
+ public:
+  /// `cfg` must not be empty and must outlive the picker.
+  explicit SourcePicker(const SourceConfig& cfg);
+
+  struct Choice {
+    Address local;  ///< port 0 when no range is configured
+    /// True without a port range: bind with IP_BIND_ADDRESS_NO_PORT so the kernel picks
+    /// the port at connect() time for the full 4-tuple, not at bind() for the address.
+    bool no_port = true;
+  };
+
+  /// The next local address to bind. Thread-safe.
+  Choice next();
+  /// How many distinct (address, port) choices exist: the number of bind attempts after
+  /// which a caller should give up when every one failed with EADDRINUSE/EADDRNOTAVAIL.
+  size_t choices() const;
+
+ private:
+  const SourceConfig& cfg_;
+  std::atomic<uint64_t> counter_{0};
+};
+
+}  // namespace crescent::core
