@@ -573,7 +573,10 @@ local function newContext(opts)
     if not out.name then fail(file, line, 'balancer: missing "name"') end
     if not out.pick then keyFail(obj, "name", 'balancer: missing "pick" function') end
     obj.label = quoted("balancer", out.name)
-    local b = { [BALANCER] = true, name = out.name, pick = out.pick, file = file, line = line }
+    -- The functions stay readable on the object so that balancers can be composed
+    -- (a balancer calling another's init/pick with its own part of the state).
+    local b = { [BALANCER] = true, name = out.name, pick = out.pick, init = out.init,
+                on_release = out.on_release, file = file, line = line }
     b.hook = registerHook(out.pick)
     if out.init then b.init_hook = registerHook(out.init) end
     if out.on_release then b.release_hook = registerHook(out.on_release) end

@@ -1,6 +1,7 @@
 #include "core/session/connector.h"
 
 #include "core/backend/balancer.h"
+#include "core/backend/source_binding.h"
 #include "core/base/log.h"
 
 namespace crescent::core {
@@ -26,10 +27,34 @@ void Connector::attempt(Server* server) {
   server_ = server;
   ++attempts_;
   const Address& addr = server->config().address;
-  stream_ = Stream::create(loop_, addr.isUnix() ? Stream::Kind::kPipe : Stream::Kind::kTcp);
-  stream_->setHandler(this);
-  int rc = stream_->connect(addr);
+  const Stream::Kind kind = addr.isUnix() ? Stream::Kind::kPipe : Stream::Kind::kTcp;
+  SourcePicker* picker = addr.isIp() ? server->source() : nullptr;
+  // With `source`, a choice may be used up: its port taken (a port range), or every
+  // ephemeral port of that address towards this server in use. bind()/connect() say so
+  // at once (EADDRINUSE/EADDRNOTAVAIL), so try the next choice, at most 64 per attempt.
+  size_t tries = picker != nullptr ? picker->choices() : 1;
+  if (tries > 64) tries = 64;
+  SourcePicker::Choice local;
+  int rc = 0;
+  size_t tried = 0;
+  while (tried < tries) {
+    ++tried;
+    stream_ = Stream::create(loop_, kind);  // a socket left bound by a failed try is closed
+    stream_->setHandler(this);
+    if (picker != nullptr) {
+      local = picker->next();
+      rc = stream_->bindLocal(local.local, local.no_port);
+    }
+    if (rc == 0) rc = stream_->connect(addr);
+    if (rc != UV_EADDRINUSE && rc != UV_EADDRNOTAVAIL) break;
+  }
   if (rc != 0) {
+    if (picker != nullptr) {
+      logWarning(
+          "backend \"{}\": server \"{}\": source {}: cannot connect: {} ({} source "
+          "choice(s) tried)",
+          backend_.config().name, server->name(), local.local.toString(), uv_strerror(rc), tried);
+    }
     // Synchronous failure (e.g. no route): treat like a refused attempt, on a later turn
     // through a zero timer so the owner never sees a re-entrant callback.
     stream_.reset();

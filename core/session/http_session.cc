@@ -563,13 +563,15 @@ void HttpSession::logExchange() {
   std::string term = term_;
   if (term.size() < 4) term += "--";
   logTraffic(fmt::format(
-      "{}:{} [{}] {} {}/{} {}/{}/{}/{}/{} {} {} - - {} {}/{}/{}/{}/{} 0/0 \"{}\"", src_.ip(),
+      "{}:{} [{}] {} {}/{} {}/{}/{}/{}/{} {} {} - - {} {}/{}/{}/{}/{} {}/{} \"{}\"", src_.ip(),
       src_.port(), formatLogDate(wall_req_start_ ? wall_req_start_ : wallClockMs()), fe_->name, be,
       sv, tr, tw, tc, tresp, now - start, status_, bytes_to_client_, term,
       w_.counters().actconn.load(std::memory_order_relaxed),
       wg_->gen().frontendStats(fe_index_).cur.load(std::memory_order_relaxed),
       backend_ >= 0 ? wg_->gen().backend(backend_).current() : 0,
       log_srv_ != nullptr ? log_srv_->current() : 0, retries_,
+      log_srv_ != nullptr ? log_srv_->queued() : 0,
+      backend_ >= 0 ? wg_->gen().backend(backend_).queued() : 0,
       request_line_.empty() ? "<BADREQ>" : request_line_));
 }
 

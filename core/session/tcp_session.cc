@@ -151,14 +151,17 @@ void TcpSession::finish(const char* state) {
     std::string be = backend_ >= 0 ? wg_->config().backends[backend_].name : fe_.name;
     const Server* named = srv_ != nullptr ? srv_ : srv_log_;
     std::string sv = named != nullptr ? named->name() : "<NOSRV>";
+    int64_t tw = dispatch_ ? static_cast<int64_t>(dispatch_->queueMs()) : (backend_ >= 0 ? 0 : -1);
     int64_t tc = connected_ms_ ? static_cast<int64_t>(connected_ms_ - accept_ms_) : -1;
     uint64_t bytes = client_ ? client_->bytesOut() : 0;
     logTraffic(fmt::format(
-        "{}:{} [{}] {} {}/{} 0/{}/{} {} {} {}/{}/{}/{}/{} 0/0", src_.ip(), src_.port(),
-        formatLogDate(accept_wall_), fe_.name, be, sv, tc, now - accept_ms_, bytes, state,
+        "{}:{} [{}] {} {}/{} {}/{}/{} {} {} {}/{}/{}/{}/{} {}/{}", src_.ip(), src_.port(),
+        formatLogDate(accept_wall_), fe_.name, be, sv, tw, tc, now - accept_ms_, bytes, state,
         w_.counters().actconn.load(), wg_->gen().frontendStats(fe_index_).cur.load(),
         backend_ >= 0 ? wg_->gen().backend(backend_).current() : 0,
-        srv_ != nullptr ? srv_->current() : 0, connector_ ? connector_->retries() : 0));
+        srv_ != nullptr ? srv_->current() : 0, connector_ ? connector_->retries() : 0,
+        named != nullptr ? named->queued() : 0,
+        backend_ >= 0 ? wg_->gen().backend(backend_).queued() : 0));
   }
   // Closing the streams disarms every callback; the tunnel and connector die with us on a
   // later loop turn (never inside their own callbacks).
