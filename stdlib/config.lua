@@ -571,7 +571,9 @@ local function newContext(opts)
     local obj = { kind = "balancer", label = "balancer", file = file, line = line }
     local out = checkBody(obj, body, schema.balancer, {})
     if not out.name then fail(file, line, 'balancer: missing "name"') end
-    if not out.pick then keyFail(obj, "name", 'balancer: missing "pick" function') end
+    if not out.pick then
+      fail(file, line, format('balancer "%s": missing "pick" function', out.name))
+    end
     obj.label = quoted("balancer", out.name)
     -- The functions stay readable on the object so that balancers can be composed
     -- (a balancer calling another's init/pick with its own part of the state).

@@ -44,7 +44,7 @@ local SOURCE = { t = "source" }
 -- Health check settings (HAProxy's check, inter, fastinter, downinter, rise, fall,
 -- observe, error-limit; http-check send/expect).
 local CHECK_KEYS = {
-  http = { t = "string" }, send = { t = "string" }, host = { t = "string" },
+  http = { t = "check_http" }, send = { t = "string" }, host = { t = "string" },
   expect = { t = "expect" }, expect_body = { t = "string" },
   inter = DURATION, fastinter = DURATION, downinter = DURATION, timeout = DURATION,
   rise = int(1, 1000), fall = int(1, 1000), port = int(1, 65535),
@@ -276,6 +276,15 @@ function checks.expect(spec, key, v)
   local r = range(v)
   if not r then return nil, bad end
   return { r }
+end
+
+-- An HTTP check request: "METHOD /path" or "/path" (then GET).
+checks.check_http = function(spec, key, v)
+  if type(v) ~= "string" then return nil, typeError(key, "a string", v) end
+  if not (v:match("^%u+ +/%S*$") or v:match("^/%S*$")) then
+    return nil, format('"%s" must be "METHOD /path" (got "%s")', key, v)
+  end
+  return v
 end
 
 -- A server's `check`: true/false, or a table of settings overriding its backend's.
