@@ -391,25 +391,26 @@ def test_timeout_queue_gives_503(crescent, servers):
 def test_maxqueue_refuses_at_once(crescent, servers):
     (s1,) = servers("s1")
     s1.gate = threading.Event()
-    port = free_port()
+    port, probe = free_port(), free_port()
     body = f"""
   balance = "uri",
   timeout = {{ queue = "20s" }},
   server "s1" {{ "{addr(s1.port)}", maxconn = 1, maxqueue = 1 }},
 """
-    crescent(config(port, body), ports=[port])
+    c = crescent(config(port, body, QUEUE_PROBE.format(port=probe)), ports=[port, probe])
     held = threading.Thread(target=get, args=(port, "/hold?gate"))
     held.start()
     wait_until(lambda: s1.inflight == 1, 10 * SLOW, "s1 busy")
     waiting = {}
     t = threading.Thread(target=lambda: waiting.setdefault("r", get(port, "/wait")))
     t.start()
-    # The second waiter finds the queue full (maxqueue = 1): 503 without waiting.
-    def refused():
-        status, _ = get(port, "/over")
-        return status == 503
-
-    wait_until(refused, 10 * SLOW, "a 503 once the queue is full")
+    wait_until(lambda: queue_len(probe) == 1, 10 * SLOW, "/wait queued")
+    # The queue is full (maxqueue = 1): the next request gets 503 without waiting.
+    t0 = time.monotonic()
+    assert get(port, "/over")[0] == 503
+    assert time.monotonic() - t0 < 5
+    d = c.wait_http_log(lambda d: d["request"].startswith("GET /over"))
+    assert d["state"].startswith("sQ") and d["Tw"] == "0", d
     s1.gate.set()
     held.join(30 * SLOW)
     t.join(30 * SLOW)
@@ -523,3 +524,69 @@ backend "b" {{
     assert get(port, "/admin/s1/maxconn/5")[1] == "s1 UP 1 5\n"
     status, text = get(port, "/admin/s1/state/bogus")
     assert status == 500  # the hook raised: a clear error, logged
+
+
+def test_one_balancer_shared_by_two_backends(crescent, servers):
+    """Written once, used by two backends: each backend gets its own init and state."""
+    a1, a2, b1 = servers("a1", "a2", "b1")
+    port, port_b = free_port(), free_port()
+    cfg = f"""
+global {{ threads = 1 }}
+defaults {{ mode = "http" }}
+local counter = balancer {{
+  name = "counter",
+  init = function(backend) return {{ name = backend.name, n = 0 }} end,
+  pick = function(txn, servers, state)
+    state.n = state.n + 1
+    txn.req:set_header("x-state", state.name .. " " .. state.n)
+    return servers[#servers]
+  end,
+}}
+frontend "fa" {{ bind {{ "127.0.0.1:{port}" }}, default_backend = "ba" }}
+frontend "fb" {{ bind {{ "127.0.0.1:{port_b}" }}, default_backend = "bb" }}
+backend "ba" {{ balance = counter, server "a1" {{ "{addr(a1.port)}" }}, server "a2" {{ "{addr(a2.port)}" }} }}
+backend "bb" {{ balance = counter, server "b1" {{ "{addr(b1.port)}" }} }}
+"""
+    crescent(cfg, ports=[port, port_b])
+    assert get(port, "/")[1] == "a2 / [ba 1]"
+    assert get(port, "/")[1] == "a2 / [ba 2]"
+    assert get(port_b, "/")[1] == "b1 / [bb 1]"
+    assert get(port, "/")[1] == "a2 / [ba 3]"
+
+
+def test_lua_balancer_in_tcp_mode(crescent, tcp_server):
+    """In TCP mode pick sees txn.src and no txn.req; on_release gets the session."""
+
+    def named(name):
+        def handler(conn):
+            conn.sendall(name.encode())
+
+        return handler
+
+    t1, t2 = tcp_server(named("t1")), tcp_server(named("t2"))
+    port = free_port()
+    cfg = f"""
+global {{ threads = 1 }}
+defaults {{ mode = "tcp", timeout = {{ connect = "2s", client = "10s", server = "10s" }} }}
+local by_src = balancer {{
+  name = "by-src",
+  pick = function(txn, servers)
+    assert(txn.req == nil, "no request in TCP mode")
+    if txn.src == "127.0.0.1" then return servers[2] end
+  end,
+}}
+frontend "f" {{ bind {{ "127.0.0.1:{port}" }}, default_backend = "b" }}
+backend "b" {{
+  balance = by_src,
+  server "t1" {{ "{addr(t1.port)}" }},
+  server "t2" {{ "{addr(t2.port)}" }},
+}}
+"""
+    c = crescent(cfg, ports=[port])
+
+    def read_name():
+        with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
+            return s.recv(16).decode()
+
+    assert [read_name() for _ in range(3)] == ["t2", "t2", "t2"]
+    assert "falling back" not in c.stderr()
