@@ -26,7 +26,11 @@ class SourcePicker {
     bool no_port = true;
   };
 
-  /// The next local address to bind. Thread-safe.
+  /// The next local address to bind. Thread-safe. The n-th call (from 0, over all
+  /// workers) returns addresses[n % A] and, with a range, port
+  /// port_min + (n / A) % (port_max - port_min + 1): the addresses turn fastest, so
+  /// consecutive connections spread over the addresses, and every (address, port) pair
+  /// comes once per choices() calls.
   Choice next();
   /// How many distinct (address, port) choices exist: the number of bind attempts after
   /// which a caller should give up when every one failed with EADDRINUSE/EADDRNOTAVAIL.

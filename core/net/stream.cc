@@ -1,9 +1,25 @@
 #include "core/net/stream.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
 namespace crescent::core {
+
+namespace {
+// Linux 4.2+: bind() fixes the address only; connect() picks the port for the 4-tuple.
+#if defined(IP_BIND_ADDRESS_NO_PORT)
+constexpr int kIpBindAddressNoPort = IP_BIND_ADDRESS_NO_PORT;
+#elif defined(__linux__)
+constexpr int kIpBindAddressNoPort = 24;  // older headers
+#else
+constexpr int kIpBindAddressNoPort = -1;  // not available: bind() reserves a port
+#endif
+}  // namespace
 
 struct Stream::WriteReq {
   uv_write_t req;
@@ -27,6 +43,30 @@ Stream::Stream(EventLoop& loop, Kind kind) : loop_(loop), kind_(kind) {
 int Stream::accept(uv_stream_t* server) {
   int rc = uv_accept(server, uv());
   if (rc == 0) last_activity_ = loop_.now();
+  return rc;
+}
+
+int Stream::bindLocal(const Address& local, bool no_port) {
+  uv_os_fd_t existing;
+  if (kind_ != Kind::kTcp || !local.isIp() || closing_ ||
+      uv_fileno(reinterpret_cast<uv_handle_t*>(&h_.tcp), &existing) == 0) {
+    return UV_EINVAL;
+  }
+  int fd = ::socket(local.sockaddrPtr()->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  // Every step on the raw socket, before libuv owns it, so that errors come back here.
+  int rc = 0;
+  int one = 1;
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) rc = -errno;
+  if (rc == 0 && no_port && local.port() == 0 && kIpBindAddressNoPort >= 0 &&
+      ::setsockopt(fd, IPPROTO_IP, kIpBindAddressNoPort, &one, sizeof(one)) != 0) {
+    // Kernels before 4.2 lack it: the bind below then reserves a port per address, which
+    // still works, with fewer connections possible per source address.
+    if (errno != ENOPROTOOPT) rc = -errno;
+  }
+  if (rc == 0 && ::bind(fd, local.sockaddrPtr(), local.sockaddrLen()) != 0) rc = -errno;
+  if (rc == 0) rc = uv_tcp_open(&h_.tcp, fd);  // sets O_NONBLOCK
+  if (rc != 0) ::close(fd);
   return rc;
 }
 

@@ -59,6 +59,24 @@ class Stream {
 
   /// Accepts a pending connection from `server` into this stream. 0 or a libuv error.
   int accept(uv_stream_t* server);
+  /// Binds a TCP stream's local end to `local` before connect(), for `source = ...`
+  /// (docs/port-exhaustion.md). Creates the socket for `local`'s family (IPv4/IPv6),
+  /// sets SO_REUSEADDR (an explicit port may serve several destinations at once and be
+  /// bound again while its last connection is in TIME_WAIT: only the 4-tuple must be
+  /// unique, which connect() checks) and, when `no_port` is true and `local` has port 0,
+  /// Linux's IP_BIND_ADDRESS_NO_PORT, so the kernel picks the port at connect() time
+  /// for the whole 4-tuple instead of reserving one at bind() time for the address.
+  /// Then bind(2), done here directly rather than through uv_tcp_bind(), which defers
+  /// EADDRINUSE to the connect callback: here every error is reported synchronously.
+  ///
+  /// Accepts: a fresh TCP stream (no accept/connect/bindLocal yet) and an IP address.
+  /// Returns 0, UV_EINVAL for a pipe stream, a non-IP address or a stream that already
+  /// has a socket, or the libuv error (negative errno) of socket/setsockopt/bind, e.g.
+  /// UV_EADDRINUSE for a taken port or UV_EADDRNOTAVAIL for an address not on this
+  /// host. On failure no socket is left behind: the stream is as it was before the call.
+  /// Once bound, a failed connect() leaves the port bound: retry on a new stream.
+  /// Never calls the handler.
+  [[nodiscard]] int bindLocal(const Address& local, bool no_port);
   /// Starts connecting to `addr` (IP or UNIX path); onStreamConnected reports the result.
   int connect(const Address& addr);
 

@@ -67,3 +67,41 @@ def test_env_example_required_variables():
     r = run_crescent(["-c", "-f", path], env=env, unset=["ENV_DEMO_APP_ADDR"])
     assert r.returncode == 1, r.stderr
     assert re.search(re.escape(path) + r":\d+: .*ENV_DEMO_APP_ADDR", r.stderr), r.stderr
+
+
+def test_port_exhaustion_example(crescent):
+    """Connections to the server leave from 127.0.0.2 and 127.0.0.3 in turn: the first
+    request's connection from the first; a request made while that connection is busy
+    needs a new one, from the other."""
+    import socket
+
+    public, app = free_port(), free_port()
+    env = {"CRESCENT_ADDR": addr(public), "APP_ADDR": addr(app)}
+    crescent(EXAMPLES / "port-exhaustion.lua", ports=[public, app], env=env)
+
+    r = curl("-i", f"http://{addr(public)}/")
+    assert r.out.startswith("HTTP/1.1 200"), r.out
+    assert r.out.endswith("\r\n\r\nhello from the app, you came from 127.0.0.2\n"), r.out
+
+    # Keep the (pooled) first connection busy: a POST whose body is not sent yet. The
+    # service's 100 Continue, passed back to us, shows the request has reached it.
+    with socket.create_connection(("127.0.0.1", public), timeout=10) as busy:
+        busy.sendall(b"POST /busy HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = busy.recv(4096)
+            assert chunk, got
+            got += chunk
+        assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got
+        got = got[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+
+        assert curl(f"http://{addr(public)}/").out == "hello from the app, you came from 127.0.0.3\n"
+
+        busy.sendall(b"body")
+        while not (b"came from" in got and got.endswith(b"\n")):
+            chunk = busy.recv(4096)
+            assert chunk, got
+            got += chunk
+    assert got.startswith(b"HTTP/1.1 200"), got
+    assert got.endswith(b"\r\n\r\nhello from the app, you came from 127.0.0.2\n"), got
