@@ -52,7 +52,9 @@ class NamedServer:
                     state = self.headers.get("x-state")
                     text = f"{server.name} {self.path}" + (f" [{state}]" if state else "")
                     body = text.encode()
-                    status = 500 if "fail" in self.path else 200
+                    failing = "fail" in self.path and (
+                        "fail-on-" not in self.path or f"fail-on-{server.name}" in self.path)
+                    status = 500 if failing else 200
                 finally:
                     with server.lock:
                         server.inflight -= 1
@@ -590,3 +592,23 @@ backend "b" {{
 
     assert [read_name() for _ in range(3)] == ["t2", "t2", "t2"]
     assert "falling back" not in c.stderr()
+
+
+def test_observe_layer7_marks_server_down(crescent, servers):
+    """Passive checks: error_limit consecutive 5xx on real traffic take a server down."""
+    bad, good = servers("bad", "good")
+    port = free_port()
+    body = f"""
+  check = {{ http = "GET /health", inter = "30s", observe = "layer7", error_limit = 3 }},
+  server "bad" {{ "{addr(bad.port)}", check = true }},
+  server "good" {{ "{addr(good.port)}", check = true }},
+"""
+    c = crescent(config(port, body), ports=[port])
+    # Round robin alternates; every request to "bad" fails (its path says so).
+    statuses = []
+    for _ in range(6):
+        statuses.append(get(port, "/x?fail-on-bad")[0])
+    wait_until(lambda: "server b/bad is DOWN" in c.stderr(), 5 * SLOW, "bad marked down")
+    assert "3 consecutive errors observed on traffic" in c.stderr()
+    assert "server b/good is DOWN" not in c.stderr()
+    assert {get(port, "/y")[1].split()[0] for _ in range(4)} == {"good"}
