@@ -2,6 +2,7 @@
 
 #include <lua.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <string>
 #include <string_view>
@@ -63,6 +64,7 @@ void readTimeouts(lua_State* L, int idx, core::Timeouts& t) {
         {"http_keep_alive", &core::Timeouts::http_keep_alive},
         {"client_fin", &core::Timeouts::client_fin},
         {"server_fin", &core::Timeouts::server_fin},
+        {"handshake", &core::Timeouts::handshake},
     };
     for (const Field& f : kFields) {
       if (auto v = intField(L, tt, f.key)) t.*f.member = static_cast<uint64_t>(*v);
@@ -342,6 +344,54 @@ Status readCheck(lua_State* L, int idx, const Loc& at, core::HealthCheckConfig& 
   return Status();
 }
 
+// Reads the array of strings at field `key` of the table at `idx` (absent: unchanged).
+void readStrings(lua_State* L, int idx, const char* key, std::vector<std::string>& out) {
+  lua_getfield(L, idx, key);
+  if (lua_istable(L, -1)) {
+    out.clear();
+    size_t n = lua_objlen(L, -1);
+    for (size_t i = 1; i <= n; ++i) {
+      lua_rawgeti(L, -1, static_cast<int>(i));
+      size_t len = 0;
+      const char* v = lua_tolstring(L, -1, &len);
+      if (v != nullptr) out.emplace_back(v, len);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+void readCompression(lua_State* L, int idx, core::CompressionConfig& c) {
+  lua_getfield(L, idx, "compression");
+  int t = lua_gettop(L);
+  if (lua_istable(L, t)) {
+    c.enabled = true;
+    readStrings(L, t, "algo", c.algos);
+    readStrings(L, t, "types", c.types);
+    for (auto& ty : c.types)
+      for (char& ch : ty) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    c.min_size = static_cast<uint64_t>(intField(L, t, "min_size").value_or(c.min_size));
+    c.level = static_cast<int>(intField(L, t, "level").value_or(c.level));
+  }
+  lua_settop(L, t - 1);
+}
+
+void readServerTls(lua_State* L, int idx, core::TlsServerConfig& tls) {
+  lua_getfield(L, idx, "tls");
+  int t = lua_gettop(L);
+  if (lua_istable(L, t)) {
+    tls.enabled = true;
+    tls.verify = stringField(L, t, "verify").value_or("required") == "required";
+    tls.ca = stringField(L, t, "ca").value_or("");
+    tls.sni = stringField(L, t, "sni").value_or("");
+    readStrings(L, t, "alpn", tls.alpn);
+    tls.cert = stringField(L, t, "cert").value_or("");
+    tls.key = stringField(L, t, "key").value_or("");
+    tls.min_version = stringField(L, t, "min_version").value_or("");
+  }
+  lua_settop(L, t - 1);
+}
+
 Status readServer(lua_State* L, int idx, const Loc& backend, core::BackendConfig& be) {
   core::ServerConfig s;
   s.name = stringField(L, idx, "name").value_or("");
@@ -359,6 +409,21 @@ Status readServer(lua_State* L, int idx, const Loc& backend, core::BackendConfig
   s.address = *addr;
   if (Status st = readCheck(L, idx, at, s.check); !st.ok()) return st;
   if (Status st = readSource(L, idx, at, s.source); !st.ok()) return st;
+  std::string sp = stringField(L, idx, "send_proxy").value_or("");
+  s.send_proxy = sp == "v1" ? 1 : sp == "v2" ? 2 : 0;
+  std::vector<std::string> opts;
+  readStrings(L, idx, "proxy_v2_options", opts);
+  for (const auto& o : opts) {
+    if (o == "ssl") s.proxy_v2_options |= core::kProxyV2Ssl;
+    if (o == "authority") s.proxy_v2_options |= core::kProxyV2Authority;
+    if (o == "alpn") s.proxy_v2_options |= core::kProxyV2Alpn;
+    if (o == "unique_id") s.proxy_v2_options |= core::kProxyV2UniqueId;
+    if (o == "crc32c") s.proxy_v2_options |= core::kProxyV2Crc32c;
+  }
+  if (s.proxy_v2_options != 0 && s.send_proxy != 2) {
+    return Status::error(at.prefix() + "proxy_v2_options needs send_proxy = \"v2\"");
+  }
+  readServerTls(L, idx, s.tls);
   if (!s.source.empty() && !s.address.isIp()) {
     return Status::error(at.prefix() + "source applies to IP servers only (this one is " + s.text +
                          ")");
@@ -418,6 +483,7 @@ Status readBackend(lua_State* L, int idx, core::Config& cfg) {
   be.redispatch = boolField(L, idx, "redispatch").value_or(be.redispatch);
   be.forwardfor = boolField(L, idx, "forwardfor").value_or(be.forwardfor);
   be.service_hook = static_cast<int>(intField(L, idx, "service_hook").value_or(0));
+  readCompression(L, idx, be.compression);
   Status st = forEach(L, idx, "servers", [&](int s) { return readServer(L, s, loc, be); });
   if (!st.ok()) return st;
   cfg.backends.push_back(std::move(be));
@@ -432,6 +498,59 @@ Status readBind(lua_State* L, int idx, const Loc& frontend, core::FrontendConfig
   auto addr = core::Address::parse(b.text);
   if (!addr.ok()) return Status::error(at.prefix() + addr.message());
   b.address = *addr;
+  b.accept_proxy = boolField(L, idx, "accept_proxy").value_or(false);
+  b.user = stringField(L, idx, "user").value_or("");
+  b.group = stringField(L, idx, "group").value_or("");
+  if (auto mode = stringField(L, idx, "mode")) {
+    // Octal permissions, e.g. "0660" or "660".
+    int m = 0;
+    bool ok = !mode->empty() && mode->size() <= 4;
+    for (char c : *mode) {
+      ok = ok && c >= '0' && c <= '7';
+      m = m * 8 + (c - '0');
+    }
+    if (!ok) {
+      return Status::error(at.prefix() + "mode must be octal permissions like \"0660\" (got \"" +
+                           *mode + "\")");
+    }
+    if (!b.address.isUnix())
+      return Status::error(at.prefix() + "mode applies to UNIX sockets only");
+    b.unix_mode = m;
+  }
+  if ((!b.user.empty() || !b.group.empty()) && !b.address.isUnix()) {
+    return Status::error(at.prefix() + "user and group apply to UNIX sockets only");
+  }
+  lua_getfield(L, idx, "threads");
+  if (lua_istable(L, -1)) {
+    size_t n = lua_objlen(L, -1);
+    for (size_t i = 1; i <= n; ++i) {
+      lua_rawgeti(L, -1, static_cast<int>(i));
+      b.threads.push_back(static_cast<int>(lua_tointeger(L, -1)));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "tls");
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "certs");
+    size_t n = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+    for (size_t i = 1; i <= n; ++i) {
+      lua_rawgeti(L, -1, static_cast<int>(i));
+      core::TlsBindConfig::Cert c;
+      c.cert = stringField(L, -1, "cert").value_or("");
+      c.key = stringField(L, -1, "key").value_or("");
+      b.tls.certs.push_back(std::move(c));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    readStrings(L, t, "alpn", b.tls.alpn);
+    b.tls.min_version = stringField(L, t, "min_version").value_or("");
+    b.tls.ciphers = stringField(L, t, "ciphers").value_or("");
+    b.tls.ciphersuites = stringField(L, t, "ciphersuites").value_or("");
+    b.tls.tickets = boolField(L, t, "tickets").value_or(true);
+  }
+  lua_pop(L, 1);
   fe.binds.push_back(std::move(b));
   return Status();
 }
@@ -467,6 +586,7 @@ Status readFrontend(lua_State* L, int idx, core::Config& cfg) {
   fe.forwardfor = boolField(L, idx, "forwardfor").value_or(fe.forwardfor);
   fe.log = boolField(L, idx, "log").value_or(fe.log);
   fe.http_request_hook = static_cast<int>(intField(L, idx, "http_request_hook").value_or(0));
+  readCompression(L, idx, fe.compression);
   fe.default_backend = stringField(L, idx, "default_backend").value_or("");
   if (!fe.default_backend.empty()) {
     fe.default_backend_index =
@@ -505,6 +625,17 @@ Result<std::shared_ptr<core::Config>> buildConfigFromLua(lua_State* L, int idx) 
     gc.bufsize = static_cast<uint64_t>(intField(L, g, "bufsize").value_or(gc.bufsize));
     gc.hard_stop_after =
         static_cast<uint64_t>(intField(L, g, "hard_stop_after").value_or(gc.hard_stop_after));
+    lua_getfield(L, g, "cpu_map");
+    if (lua_istable(L, -1)) {
+      lua_pushnil(L);
+      while (lua_next(L, -2) != 0) {
+        gc.cpu_map.emplace_back(static_cast<int>(lua_tointeger(L, -2)),
+                                static_cast<int>(lua_tointeger(L, -1)));
+        lua_pop(L, 1);
+      }
+      std::sort(gc.cpu_map.begin(), gc.cpu_map.end());
+    }
+    lua_pop(L, 1);
   }
   lua_settop(L, top);
 

@@ -118,21 +118,29 @@ local function interpolateBody(obj, body)
       end
       copy[k], used[k] = s, u
     elseif type(v) == "table" and v[ENTRY] == nil and not acl.is_acl(v) and v[BALANCER] == nil then
-      local inner = {}
-      for ik, iv in pairs(v) do
-        if type(iv) == "string" then
-          local s, u = values.interpolate(iv)
-          if not s then
-            local line = keyLine(obj.file, obj.line, k)
-            fail(obj.file, type(ik) == "string" and keyLine(obj.file, line, ik) or line, u)
+      -- Nested plain tables (timeout, check, tls = { certs = { ... } }): every string at
+      -- any depth, errors located at the outer key's line (or the inner key's).
+      local function deep(t, depth)
+        local inner = {}
+        for ik, iv in pairs(t) do
+          if type(iv) == "string" then
+            local s, u = values.interpolate(iv)
+            if not s then
+              local line = keyLine(obj.file, obj.line, k)
+              fail(obj.file, type(ik) == "string" and keyLine(obj.file, line, ik) or line, u)
+            end
+            inner[ik] = s
+            if u then used[k .. "." .. tostring(ik)] = true end
+          elseif type(iv) == "table" and depth < 8 and getmetatable(iv) == nil
+              and iv[ENTRY] == nil and iv[BALANCER] == nil and not acl.is_acl(iv) then
+            inner[ik] = deep(iv, depth + 1)
+          else
+            inner[ik] = iv
           end
-          inner[ik] = s
-          if u then used[k .. "." .. tostring(ik)] = true end
-        else
-          inner[ik] = iv
         end
+        return inner
       end
-      copy[k] = inner
+      copy[k] = deep(v, 1)
     else
       copy[k] = v
     end
@@ -274,8 +282,23 @@ local function newContext(opts)
     bind = function(section, e)
       local obj = { label = section.label .. ": bind", file = e.file, line = e.line }
       local addr, keys = addressAndKeys(obj, e, "bind", 'bind { ":8080" }')
-      checkBody(obj, keys, schema.bind, {})
-      return { text = addr, file = e.file, line = e.line }
+      local out = checkBody(obj, keys, schema.bind, {})
+      local tls = out.tls
+      if tls then
+        local certs = {}
+        if tls.cert then certs[1] = { cert = tls.cert, key = tls.key } end
+        for _, c in ipairs(tls.certs or {}) do certs[#certs + 1] = c end
+        if #certs == 0 then
+          keyFail(obj, "tls", 'tls needs a certificate: tls = { cert = "site.pem" }')
+        end
+        if tls.key and not tls.cert then
+          keyFail(obj, "tls", 'tls.key is given without tls.cert')
+        end
+        tls.certs = certs
+      end
+      return { text = addr, accept_proxy = out.accept_proxy, mode = out.mode, user = out.user,
+               group = out.group, tls = tls, threads = out.threads, file = e.file,
+               line = e.line }
     end,
     server = function(section, e)
       local obj = { label = section.label .. ": " .. quoted("server", e.name), file = e.file,
@@ -285,7 +308,9 @@ local function newContext(opts)
       local out = checkBody(obj, keys, schema.server, {})
       return { name = e.name, text = addr, weight = out.weight, maxconn = out.maxconn,
                maxqueue = out.maxqueue, backup = out.backup, slowstart = out.slowstart,
-               check = out.check, source = out.source, file = e.file, line = e.line }
+               check = out.check, source = out.source, send_proxy = out.send_proxy,
+               proxy_v2_options = out.proxy_v2_options, tls = out.tls,
+               file = e.file, line = e.line }
     end,
     use_backend = function(section, e)
       local obj = { label = section.label .. ": use_backend", file = e.file, line = e.line }
@@ -363,6 +388,7 @@ local function newContext(opts)
       maxconn = pick(out.maxconn, D.maxconn),
       forwardfor = pick(out.forwardfor, D.forwardfor),
       log = pick(out.log, D.log),
+      compression = pick(out.compression, D.compression),
       binds = {}, use_backend = {},
     }
     if out.http_request then
@@ -392,6 +418,7 @@ local function newContext(opts)
       retries = pick(out.retries, D.retries),
       redispatch = pick(out.redispatch, D.redispatch),
       forwardfor = pick(out.forwardfor, D.forwardfor),
+      compression = pick(out.compression, D.compression),
       servers = {},
     }
     local balance = pick(out.balance, D.balance)

@@ -31,9 +31,27 @@ local TIMEOUT = {
   t = "table", what = "timeout", keys = {
     connect = DURATION, client = DURATION, server = DURATION, tunnel = DURATION,
     queue = DURATION, http_request = DURATION, http_keep_alive = DURATION,
-    client_fin = DURATION, server_fin = DURATION,
+    client_fin = DURATION, server_fin = DURATION, handshake = DURATION,
   },
 }
+local STRINGS = { t = "strings" }
+local TLS_VERSION = { t = "enum", values = { "1.0", "1.1", "1.2", "1.3" } }
+-- bind { ..., tls = { cert = "site.pem", key = "site.key", certs = { ... }, alpn = {...} } }
+local BIND_TLS = { t = "table", what = "tls", keys = {
+  cert = { t = "string" }, key = { t = "string" }, certs = { t = "certs" }, alpn = STRINGS,
+  min_version = TLS_VERSION, ciphers = { t = "string" }, ciphersuites = { t = "string" },
+  tickets = BOOL,
+} }
+-- server "s" { ..., tls = { verify = "required", ca = "ca.pem", sni = "name" } }
+local SERVER_TLS = { t = "server_tls", keys = {
+  verify = { t = "enum", values = { "required", "none" } }, ca = { t = "string" },
+  sni = { t = "string" }, alpn = STRINGS, cert = { t = "string" }, key = { t = "string" },
+  min_version = TLS_VERSION,
+} }
+local COMPRESSION = { t = "table", what = "compression", keys = {
+  algo = { t = "strings", values = { "gzip", "deflate" } }, types = STRINGS,
+  min_size = { t = "size", min = 0, max = 1024 ^ 3 }, level = int(1, 9),
+} }
 -- HAProxy's algorithms (static-rr also as static_rr); url_param and hdr take their
 -- argument in parentheses: "hdr(x-user)", "url_param(id)". core/backend implements them.
 local BALANCE = { t = "balance", values = { "roundrobin", "static-rr", "leastconn", "first",
@@ -54,6 +72,7 @@ local CHECK = { t = "table", what = "check", keys = CHECK_KEYS }
 local SERVER_CHECK = { t = "check", keys = CHECK_KEYS }
 
 _M.global = {
+  cpu_map = { t = "cpu_map" },
   threads = int(0, 1024),
   maxconn = int(0, INT_MAX),
   bufsize = { t = "size", min = 1024, max = 1024 ^ 3 },
@@ -63,17 +82,18 @@ _M.global = {
 _M.defaults = {
   mode = MODE, timeout = TIMEOUT, retries = int(0, 100), redispatch = BOOL,
   forwardfor = BOOL, maxconn = int(0, INT_MAX), balance = BALANCE, log = BOOL,
-  hash_type = HASH_TYPE, check = CHECK, source = SOURCE,
+  hash_type = HASH_TYPE, check = CHECK, source = SOURCE, compression = COMPRESSION,
 }
 
 _M.frontend = {
   mode = MODE, timeout = TIMEOUT, maxconn = int(0, INT_MAX), forwardfor = BOOL, log = BOOL,
-  http_request = FUNC, default_backend = { t = "string" },
+  http_request = FUNC, default_backend = { t = "string" }, compression = COMPRESSION,
 }
 
 _M.backend = {
   mode = MODE, timeout = TIMEOUT, balance = BALANCE, retries = int(0, 100), redispatch = BOOL,
   forwardfor = BOOL, service = FUNC, hash_type = HASH_TYPE, check = CHECK, source = SOURCE,
+  compression = COMPRESSION,
 }
 
 _M.listen = {}
@@ -84,8 +104,15 @@ _M.listen.default_backend = nil
 _M.server = {
   weight = int(0, 256), maxconn = int(0, INT_MAX), maxqueue = int(0, INT_MAX), backup = BOOL,
   slowstart = DURATION, check = SERVER_CHECK, source = SOURCE,
+  send_proxy = { t = "enum", values = { "v1", "v2" } },
+  proxy_v2_options = { t = "strings", values = { "ssl", "authority", "alpn", "unique_id",
+                                                  "crc32c" } },
+  tls = SERVER_TLS,
 }
-_M.bind = {}
+_M.bind = {
+  accept_proxy = BOOL, mode = { t = "string" }, user = { t = "string" },
+  group = { t = "string" }, tls = BIND_TLS, threads = { t = "ints", min = 1, max = 1024 },
+}
 _M.use_backend = { when = { t = "acl" } }
 _M.balancer = { name = { t = "string" }, pick = FUNC, init = FUNC, on_release = FUNC }
 
@@ -276,6 +303,90 @@ function checks.expect(spec, key, v)
   local r = range(v)
   if not r then return nil, bad end
   return { r }
+end
+
+-- A list of strings (or one string), each among spec.values when given.
+function checks.strings(spec, key, v)
+  if type(v) == "string" then v = { v } end
+  if type(v) ~= "table" or acl.is_acl(v) then return nil, typeError(key, "a list of strings", v) end
+  local n = #v
+  for k, x in pairs(v) do
+    if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then
+      return nil, format('"%s" must be a list (got key [%s])', key, tostring(k))
+    end
+    if type(x) ~= "string" or x == "" then
+      return nil, format('"%s"[%d] must be a non-empty string (got %s)', key, k, typeName(x))
+    end
+    if spec.values then
+      local ok = false
+      for _, a in ipairs(spec.values) do if a == x then ok = true end end
+      if not ok then
+        return nil, format('"%s"[%d] must be %s (got "%s")', key, k, enumText(spec.values), x)
+      end
+    end
+  end
+  return v
+end
+
+-- A list of integers in [spec.min, spec.max] (or one).
+function checks.ints(spec, key, v)
+  if type(v) == "number" then v = { v } end
+  if type(v) ~= "table" or acl.is_acl(v) or #v == 0 then
+    return nil, typeError(key, "a list of numbers", v)
+  end
+  for i = 1, #v do
+    local x = v[i]
+    if type(x) ~= "number" or x % 1 ~= 0 or x < spec.min or x > spec.max then
+      return nil, format('"%s"[%d] must be an integer between %d and %d (got %s)', key, i,
+        spec.min, spec.max, tostring(x))
+    end
+  end
+  return v
+end
+
+-- cpu_map = { [worker] = cpu, ... }
+function checks.cpu_map(spec, key, v)
+  if type(v) ~= "table" or acl.is_acl(v) then
+    return nil, typeError(key, "a table { [worker] = cpu }", v)
+  end
+  for w, c in pairs(v) do
+    if type(w) ~= "number" or w % 1 ~= 0 or w < 1 or w > 1024 then
+      return nil, format('"%s": workers are numbered from 1 (got [%s])', key, tostring(w))
+    end
+    if type(c) ~= "number" or c % 1 ~= 0 or c < 0 or c > 4095 then
+      return nil, format('"%s"[%d] must be a CPU number (got %s)', key, w, tostring(c))
+    end
+  end
+  return v
+end
+
+-- certs = { "a.pem", { cert = "b.crt", key = "b.key" }, ... }
+function checks.certs(spec, key, v)
+  if type(v) ~= "table" or acl.is_acl(v) or #v == 0 then
+    return nil, typeError(key, "a list of certificates", v)
+  end
+  local out = {}
+  for i = 1, #v do
+    local c = v[i]
+    if type(c) == "string" and c ~= "" then
+      out[i] = { cert = c }
+    elseif type(c) == "table" and type(c.cert) == "string" and
+        (c.key == nil or type(c.key) == "string") then
+      out[i] = { cert = c.cert, key = c.key }
+    else
+      return nil, format('"%s"[%d] must be a file name or { cert = ..., key = ... }', key, i)
+    end
+  end
+  return out
+end
+
+-- A server's tls: true (verify with the system CAs) or a table.
+function checks.server_tls(spec, key, v, used)
+  if v == true then return {} end
+  if type(v) ~= "table" or acl.is_acl(v) then
+    return nil, typeError(key, "true or a table of TLS settings", v)
+  end
+  return checks.table(spec, key, v, used)
 end
 
 -- An HTTP check request: "METHOD /path" or "/path" (then GET).

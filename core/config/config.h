@@ -34,6 +34,7 @@ struct Timeouts {
   uint64_t http_keep_alive = 0;  ///< idle between requests; 0: same as http_request
   uint64_t client_fin = 0;       ///< half-closed client side; 0: same as client
   uint64_t server_fin = 0;       ///< half-closed server side; 0: same as server
+  uint64_t handshake = 0;        ///< PROXY header and TLS handshake on accept; 0: same as client
 };
 
 /// ACL tree as declared with the DSL's `acl.*` helpers. Leaves are matches; inner nodes
@@ -57,9 +58,53 @@ struct AclNode {
   int line = 0;  ///< config line where the ACL was written
 };
 
+/// TLS termination on a bind (`bind { ":443", tls = { ... } }`).
+struct TlsBindConfig {
+  struct Cert {
+    std::string cert;  ///< PEM file: certificate chain, and the key when `key` is empty
+    std::string key;   ///< PEM file of the private key; empty: in `cert` (HAProxy's crt)
+  };
+  /// The first is the default; the others are chosen by SNI from the names (SAN DNS
+  /// entries, else CN) of their certificates.
+  std::vector<Cert> certs;
+  std::vector<std::string> alpn;  ///< e.g. {"h2", "http/1.1"}; empty: no ALPN
+  std::string min_version;        ///< "1.0" .. "1.3"; empty: OpenSSL's default
+  std::string ciphers;            ///< TLS <= 1.2 cipher list (OpenSSL syntax); empty: default
+  std::string ciphersuites;       ///< TLS 1.3 suites; empty: default
+  bool tickets = true;            ///< session tickets (keys rotated in the process)
+  bool enabled() const { return !certs.empty(); }
+};
+
+/// TLS to a server (`server "s" { "10.0.0.1:443", tls = { ... } }`).
+struct TlsServerConfig {
+  bool enabled = false;
+  bool verify = true;  ///< `verify = "required"` (default) or "none"
+  std::string ca;      ///< PEM file of trusted CAs; empty: the system store
+  std::string sni;     ///< server name sent and verified; empty: none sent, verify the IP
+  std::vector<std::string> alpn;
+  std::string cert, key;  ///< client certificate; empty: none
+  std::string min_version;
+};
+
+/// Response compression (`compression = { ... }` on frontend/backend/listen).
+struct CompressionConfig {
+  bool enabled = false;
+  std::vector<std::string> algos{"gzip"};  ///< in preference order: "gzip", "deflate"
+  /// Content types compressed (the part before ';', exact, case-insensitive); empty:
+  /// text/html, text/plain, text/css, application/javascript, application/json, ...
+  std::vector<std::string> types;
+  uint64_t min_size = 1024;  ///< bytes; smaller known-length responses are sent as they are
+  int level = 6;             ///< zlib level 1..9
+};
+
 struct BindConfig {
   std::string text;  ///< as written, e.g. ":8080" or "unix:/run/x.sock"
   Address address;
+  bool accept_proxy = false;  ///< a PROXY v1/v2 header is required first (DESIGN §7)
+  int unix_mode = -1;         ///< UNIX socket permissions (e.g. 0660); -1: umask
+  std::string user, group;    ///< UNIX socket owner; empty: unchanged
+  TlsBindConfig tls;
+  std::vector<int> threads;  ///< 1-based workers that serve this bind; empty: all
   int line = 0;
 };
 
@@ -118,8 +163,19 @@ struct ServerConfig {
   uint64_t slowstart = 0;   ///< ms over which the weight ramps up after recovery
   HealthCheckConfig check;  ///< resolved: backend settings + server overrides
   SourceConfig source;      ///< resolved: the server's, else the backend's
+  int send_proxy = 0;       ///< PROXY protocol version sent first (1, 2); 0 = none
+  /// TLVs of a v2 header: bits of kProxyV2Ssl, kProxyV2Authority, ...
+  unsigned proxy_v2_options = 0;
+  TlsServerConfig tls;
   int line = 0;
 };
+
+/// `proxy_v2_options` bits (ServerConfig::proxy_v2_options).
+inline constexpr unsigned kProxyV2Ssl = 1u << 0;
+inline constexpr unsigned kProxyV2Authority = 1u << 1;
+inline constexpr unsigned kProxyV2Alpn = 1u << 2;
+inline constexpr unsigned kProxyV2UniqueId = 1u << 3;
+inline constexpr unsigned kProxyV2Crc32c = 1u << 4;
 
 /// Built-in balancing algorithms (HAProxy's names; docs/config.md).
 enum class BalanceAlgo {
@@ -162,6 +218,7 @@ struct BackendConfig {
   bool forwardfor = false;
   std::vector<ServerConfig> servers;
   int service_hook = 0;  ///< >0: a Lua service answers instead of servers (hook id)
+  CompressionConfig compression;
   int line = 0;
 };
 
@@ -186,6 +243,7 @@ struct FrontendConfig {
   int default_backend_index = -1;  ///< into Config::backends, -1: none
   int http_request_hook = 0;       ///< >0: Lua hook id
   bool log = true;                 ///< one httplog/tcplog line per exchange/session
+  CompressionConfig compression;
   int line = 0;
 };
 
@@ -194,6 +252,8 @@ struct GlobalConfig {
   int maxconn = 0;           ///< process-wide concurrent client connections; 0 = unlimited
   uint64_t bufsize = 16384;  ///< bytes per pooled buffer; also the largest request/response head
   uint64_t hard_stop_after = 0;  ///< ms; 0 = none
+  /// Worker (1-based) -> CPU it is pinned to (`cpu_map = { [1] = 0, [2] = 1 }`).
+  std::vector<std::pair<int, int>> cpu_map;
 };
 
 struct Config {
