@@ -97,6 +97,13 @@ int Process::startAndServe() {
       return 1;
     }
   }
+  if (Status st = startHealthChecks(*gen); !st.ok()) {
+    logError("{}", st.message());
+    for (auto& x : workers_) x->stop();
+    for (auto& x : workers_) x->join();
+    workers_.clear();
+    return 1;
+  }
   std::string binds, backends;
   for (const auto& s : sockets_) binds += " " + s.address.toString();
   for (const auto& b : config_->backends) backends += " " + b.name;
@@ -105,6 +112,7 @@ int Process::startAndServe() {
 
   uv_run(loop_, UV_RUN_DEFAULT);  // until SIGINT/SIGTERM closes the signal handles
 
+  stopHealthChecks();  // before the workers end and `gen` goes
   for (auto& w : workers_) w->join();
   workers_.clear();
   closeListeners();
@@ -112,9 +120,41 @@ int Process::startAndServe() {
   return 0;
 }
 
+Status Process::startHealthChecks(Generation& gen) {
+  std::vector<Backend*> backends;
+  bool lua = false;
+  for (size_t i = 0; i < gen.backendCount(); ++i) {
+    backends.push_back(&gen.backend(i));
+    for (const ServerConfig& s : gen.backend(i).config().servers)
+      lua = lua || (s.check.enabled && s.check.expect_hook > 0);
+  }
+  if (!HealthChecker::wanted(backends)) return Status();
+  std::unique_ptr<CheckScript> script;
+  if (lua && factory_) {
+    // Its own Lua state, used on the checker thread only.
+    auto r = factory_();
+    if (!r.ok()) return Status::error("health checks: " + r.message());
+    if (std::unique_ptr<ScriptRunner> runner = std::move(*r)) {
+      runner->attach(gen);
+      script = std::move(runner);
+    }
+  }
+  if (lua && !script) logWarning("health checks: no Lua state for `expect` functions");
+  checker_ = std::make_unique<HealthChecker>(std::move(backends), std::move(script));
+  checker_->start();
+  return Status();
+}
+
+void Process::stopHealthChecks() {
+  if (checker_) checker_->stop();
+  checker_.reset();
+}
+
 void Process::onSignal(uv_signal_t* h, int signum) {
   auto* self = static_cast<Process*>(h->data);
   logInfo("{}: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  // No server changes state while the workers stop.
+  self->stopHealthChecks();
   for (auto& w : self->workers_) w->stop();
   uv_close(reinterpret_cast<uv_handle_t*>(&self->sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&self->sigterm_), nullptr);

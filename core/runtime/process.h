@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "core/backend/health_check.h"
 #include "core/config/config.h"
 #include "core/runtime/worker.h"
 
@@ -11,6 +12,8 @@ namespace crescent::core {
 /// The running process (DESIGN §2): the main thread opens one listening socket per bind,
 /// starts the worker threads, then waits for signals. SIGINT and SIGTERM stop it: the
 /// workers close their listeners and sessions and exit, and run() returns 0.
+/// When some server has `check` enabled, a HealthChecker (its own thread) checks the
+/// generation's servers from when the workers are ready until the stop begins.
 class Process {
  public:
   Process(std::shared_ptr<const Config> config, ScriptRunnerFactory factory);
@@ -24,6 +27,11 @@ class Process {
   int startAndServe();
   Status openListeners();
   void closeListeners();
+  /// Starts health checks of `gen`'s servers when some server wants them; a Lua state for
+  /// `expect` functions comes from the factory, only when a check has one.
+  Status startHealthChecks(Generation& gen);
+  /// Stops and destroys the checker (before the generation it borrows goes). Idempotent.
+  void stopHealthChecks();
   static void onSignal(uv_signal_t* h, int signum);
 
   std::shared_ptr<const Config> config_;
@@ -31,6 +39,7 @@ class Process {
   ProcessCounters counters_;
   std::vector<ListenSocket> sockets_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<HealthChecker> checker_;  // borrows the backends of startAndServe()'s generation
   uv_loop_t* loop_ = nullptr;
   uv_signal_t sigint_{}, sigterm_{};
 };
