@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdarg>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -286,6 +287,8 @@ int txnUseBackend(lua_State* L) {
   return 0;
 }
 
+void pushProxyHeader(lua_State* L, const core::proxy::Header& h);
+
 int txnIndex(lua_State* L) {
   ActiveCall& call = txnCall(L);
   std::string_view key;
@@ -310,7 +313,61 @@ int txnIndex(lua_State* L) {
     lua_pushlstring(L, ctx.frontend.data(), ctx.frontend.size());
     return 1;
   }
+  if (key == "proxy") {
+    if (ctx.proxy == nullptr) return 0;
+    pushProxyHeader(L, *ctx.proxy);
+    return 1;
+  }
   return 0;
+}
+
+// txn.proxy: the PROXY header the connection began with, as a table:
+// { version = 1|2, command = "PROXY"|"LOCAL", src, src_port, dst, dst_port (when it
+// carried addresses), tlv = { [type] = value bytes }, alpn, authority, unique_id,
+// ssl = { version, cipher, cn, verify } }.
+void pushProxyHeader(lua_State* L, const core::proxy::Header& h) {
+  lua_createtable(L, 0, 12);
+  lua_pushinteger(L, h.version);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, h.command == core::proxy::Command::kProxy ? "PROXY" : "LOCAL");
+  lua_setfield(L, -2, "command");
+  if (h.has_addresses) {
+    std::string s = h.src.ip(), d = h.dst.ip();
+    lua_pushlstring(L, s.data(), s.size());
+    lua_setfield(L, -2, "src");
+    lua_pushinteger(L, h.src.isIp() ? h.src.port() : 0);
+    lua_setfield(L, -2, "src_port");
+    lua_pushlstring(L, d.data(), d.size());
+    lua_setfield(L, -2, "dst");
+    lua_pushinteger(L, h.dst.isIp() ? h.dst.port() : 0);
+    lua_setfield(L, -2, "dst_port");
+  }
+  lua_createtable(L, 0, static_cast<int>(h.tlvs.size()));
+  for (const auto& t : h.tlvs) {
+    lua_pushlstring(L, t.value.data(), t.value.size());
+    lua_rawseti(L, -2, t.type);
+  }
+  lua_setfield(L, -2, "tlv");
+  auto set = [&](const char* name, std::optional<std::string_view> v) {
+    if (!v) return;
+    lua_pushlstring(L, v->data(), v->size());
+    lua_setfield(L, -2, name);
+  };
+  set("alpn", h.alpn());
+  set("authority", h.authority());
+  set("unique_id", h.uniqueId());
+  if (auto ssl = h.ssl()) {
+    lua_createtable(L, 0, 4);
+    lua_pushlstring(L, ssl->version.data(), ssl->version.size());
+    lua_setfield(L, -2, "version");
+    lua_pushlstring(L, ssl->cipher.data(), ssl->cipher.size());
+    lua_setfield(L, -2, "cipher");
+    lua_pushlstring(L, ssl->cn.data(), ssl->cn.size());
+    lua_setfield(L, -2, "cn");
+    lua_pushinteger(L, static_cast<lua_Integer>(ssl->verify));
+    lua_setfield(L, -2, "verify");
+    lua_setfield(L, -2, "ssl");
+  }
 }
 
 int txnReadOnly(lua_State* L) {

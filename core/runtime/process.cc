@@ -1,14 +1,48 @@
 #include "core/runtime/process.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "core/base/log.h"
 #include "core/session/generation.h"
 
 namespace crescent::core {
+namespace {
+
+// `bind { "unix:/path", mode = "0660", user = "u", group = "g" }`: permissions and owner
+// of a UNIX socket file (not for abstract names, which have none).
+Status applyUnixOwnership(const BindConfig& b) {
+  if (!b.address.isUnix()) return Status();
+  std::string path = b.address.unixPath();
+  if (path.empty() || path[0] == '@') return Status();
+  if (b.unix_mode >= 0 && ::chmod(path.c_str(), static_cast<mode_t>(b.unix_mode)) != 0)
+    return Status::error(std::string("chmod: ") + std::strerror(errno));
+  if (b.user.empty() && b.group.empty()) return Status();
+  uid_t uid = static_cast<uid_t>(-1);
+  gid_t gid = static_cast<gid_t>(-1);
+  if (!b.user.empty()) {
+    struct passwd* pw = ::getpwnam(b.user.c_str());
+    if (pw == nullptr) return Status::error("no user \"" + b.user + "\"");
+    uid = pw->pw_uid;
+  }
+  if (!b.group.empty()) {
+    struct group* gr = ::getgrnam(b.group.c_str());
+    if (gr == nullptr) return Status::error("no group \"" + b.group + "\"");
+    gid = gr->gr_gid;
+  }
+  if (::chown(path.c_str(), uid, gid) != 0)
+    return Status::error(std::string("chown: ") + std::strerror(errno));
+  return Status();
+}
+
+}  // namespace
 
 Process::Process(std::shared_ptr<const Config> config, ScriptRunnerFactory factory)
     : config_(std::move(config)), factory_(std::move(factory)) {
@@ -22,7 +56,8 @@ Process::~Process() {
 Status Process::openListeners() {
   for (size_t i = 0; i < config_->frontends.size(); ++i) {
     const FrontendConfig& fe = config_->frontends[i];
-    for (const BindConfig& b : fe.binds) {
+    for (size_t j = 0; j < fe.binds.size(); ++j) {
+      const BindConfig& b = fe.binds[j];
       auto fd = openListenSocket(b.address);
       if (!fd.ok())
         return Status::error(fmt::format("{}:{}: frontend \"{}\": {}", config_->path, b.line,
@@ -30,6 +65,12 @@ Status Process::openListeners() {
       ListenSocket s;
       s.fd = *fd;
       s.frontend_index = i;
+      s.bind_index = j;
+      if (Status st = applyUnixOwnership(b); !st.ok()) {
+        ::close(*fd);
+        return Status::error(fmt::format("{}:{}: frontend \"{}\": bind {}: {}", config_->path,
+                                         b.line, fe.name, b.text, st.message()));
+      }
       s.unix_socket = b.address.isUnix();
       s.address = b.address.isUnix() ? b.address : socketLocalAddress(*fd);
       sockets_.push_back(s);

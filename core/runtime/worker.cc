@@ -1,12 +1,15 @@
 #include "core/runtime/worker.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <future>
 
 #include "core/base/log.h"
-#include "core/session/http_session.h"
-#include "core/session/tcp_session.h"
+#include "core/session/handshake.h"
 
 namespace crescent::core {
 
@@ -45,12 +48,30 @@ Status Worker::setUp(std::shared_ptr<Generation> gen, const std::vector<ListenSo
     runner = std::move(*r);
   }
   current_ = std::make_shared<WorkerGeneration>(std::move(gen), std::move(runner));
+  const Config& cfg = current_->config();
+  // `global { cpu_map = { [1] = 0 } }`: pin this worker's thread.
+  for (const auto& [worker, cpu] : cfg.global.cpu_map) {
+    if (worker != id_) continue;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    if (rc != 0) {
+      return Status::error(fmt::format("{}: global: cpu_map: worker {} on CPU {}: {}", cfg.path,
+                                       id_, cpu, std::strerror(rc)));
+    }
+    logInfo("worker {} pinned to CPU {}", id_, cpu);
+  }
   for (const auto& s : sockets) {
+    // `bind { ..., threads = { 2 } }`: only those workers poll this socket.
+    const std::vector<int>& only = cfg.frontends[s.frontend_index].binds[s.bind_index].threads;
+    if (!only.empty() && std::find(only.begin(), only.end(), id_) == only.end()) continue;
     int fd = ::dup(s.fd);
     if (fd < 0) return Status::error("worker: dup of a listening socket failed");
     auto b = std::make_unique<Bound>();
     b->worker = this;
     b->frontend_index = s.frontend_index;
+    b->bind_index = s.bind_index;
     auto l = Listener::open(loop_, fd, s.unix_socket, &Worker::onPending, b.get());
     if (!l.ok()) return Status::error(s.address.toString() + ": " + l.message());
     b->listener = std::move(*l);
@@ -61,7 +82,7 @@ Status Worker::setUp(std::shared_ptr<Generation> gen, const std::vector<ListenSo
 
 void Worker::onPending(void* ctx, Listener& l) {
   auto* b = static_cast<Bound*>(ctx);
-  b->worker->acceptFrom(l, b->frontend_index);
+  b->worker->acceptFrom(l, b->frontend_index, b->bind_index);
 }
 
 bool Worker::atLimit(size_t frontend_index) {
@@ -74,7 +95,7 @@ bool Worker::atLimit(size_t frontend_index) {
              fe_max;
 }
 
-void Worker::acceptFrom(Listener& l, size_t frontend_index) {
+void Worker::acceptFrom(Listener& l, size_t frontend_index, size_t bind_index) {
   if (stopping_) return;
   if (atLimit(frontend_index)) {
     // Leave the connection in the kernel's queue; libuv stops polling this socket until
@@ -87,23 +108,13 @@ void Worker::acceptFrom(Listener& l, size_t frontend_index) {
   StreamPtr client = l.accept();
   if (!client) return;
   if (!l.unixSocket()) client->setNoDelay(true);
-  std::shared_ptr<WorkerGeneration> wg = current_;
-  const FrontendConfig& fe = wg->config().frontends[frontend_index];
-  if (fe.mode == Mode::kTcp) {
-    auto* s = new TcpSession(*this, std::move(wg), frontend_index, std::move(client));
-    addSession(s);
-    s->start();
-  } else {
-    auto* s = new HttpSession(*this, std::move(wg), frontend_index, std::move(client));
-    addSession(s);
-    s->start();
-  }
+  startSession(*this, current_, frontend_index, bind_index, std::move(client));
 }
 
 void Worker::resumePaused() {
   for (auto& b : bound_) {
     if (b->listener->paused() && !atLimit(b->frontend_index))
-      acceptFrom(*b->listener, b->frontend_index);
+      acceptFrom(*b->listener, b->frontend_index, b->bind_index);
   }
 }
 

@@ -17,6 +17,7 @@ namespace crescent::core {
 struct ListenSocket {
   int fd = -1;
   size_t frontend_index = 0;
+  size_t bind_index = 0;  ///< into the frontend's binds
   bool unix_socket = false;
   Address address;  ///< as bound (port 0 resolved)
 };
@@ -61,12 +62,13 @@ class Worker final : public WorkerContext {
   struct Bound {
     Worker* worker;
     size_t frontend_index;
+    size_t bind_index;
     ListenerPtr listener;
   };
   Status setUp(std::shared_ptr<Generation> gen, const std::vector<ListenSocket>& sockets);
   void threadMain(std::shared_ptr<Generation> gen, std::vector<ListenSocket> sockets);
   static void onPending(void* ctx, Listener& l);
-  void acceptFrom(Listener& l, size_t frontend_index);
+  void acceptFrom(Listener& l, size_t frontend_index, size_t bind_index);
   bool atLimit(size_t frontend_index);
   void resumePaused();
   void hardStop();

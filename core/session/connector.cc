@@ -4,6 +4,8 @@
 #include "core/backend/source_binding.h"
 #include "core/base/log.h"
 
+#include <fmt/format.h>
+
 namespace crescent::core {
 
 Connector::Connector(EventLoop& loop, WorkerGeneration& wg, size_t backend_index, Owner& owner)
@@ -73,8 +75,57 @@ void Connector::onStreamConnected(Stream& s, int status) {
   out->setNoDelay(true);
   Server* srv = server_;
   srv->observe(true, "connected");
+  if (srv->config().send_proxy != 0) writeProxyHeader(*out, *srv);
   server_ = nullptr;                         // the owner holds the slot now
   owner_.onConnected(std::move(out), *srv);  // may destroy us: last statement
+}
+
+// `send_proxy`: the PROXY header goes first on the new connection (before any request
+// byte, and before TLS when the server uses it), describing the client (DESIGN §7).
+void Connector::writeProxyHeader(Stream& out, Server& srv) {
+  const ServerConfig& sc = srv.config();
+  Address local_src, local_dst;
+  const Address* src = origin_src_;
+  const Address* dst = origin_dst_;
+  if (src == nullptr || dst == nullptr) {
+    local_src = out.localAddress();
+    local_dst = out.peerAddress();
+    src = &local_src;
+    dst = &local_dst;
+  }
+  if (sc.send_proxy == 1) {
+    out.write(proxy::encodeV1(*src, *dst));
+    return;
+  }
+  proxy::V2Options o;
+  o.crc32c = (sc.proxy_v2_options & kProxyV2Crc32c) != 0;
+  if (origin_proxy_ != nullptr) {
+    // What the client's own PROXY header said (the chain's first hop knows best).
+    if ((sc.proxy_v2_options & kProxyV2Authority) != 0)
+      if (auto a = origin_proxy_->authority()) o.authority = std::string(*a);
+    if ((sc.proxy_v2_options & kProxyV2Alpn) != 0)
+      if (auto a = origin_proxy_->alpn()) o.alpn = std::string(*a);
+    if ((sc.proxy_v2_options & kProxyV2UniqueId) != 0)
+      if (auto u = origin_proxy_->uniqueId()) o.unique_id = std::string(*u);
+    if ((sc.proxy_v2_options & kProxyV2Ssl) != 0) {
+      if (auto ssl = origin_proxy_->ssl()) {
+        o.ssl = (ssl->client & proxy::kClientSsl) != 0;
+        o.ssl_version = ssl->version;
+        o.ssl_cipher = ssl->cipher;
+      }
+    }
+  }
+  if ((sc.proxy_v2_options & kProxyV2UniqueId) != 0 && o.unique_id.empty())
+    o.unique_id =
+        fmt::format("{:016x}", hashKey(src->toString() + "|" + std::to_string(monotonicMs())) ^
+                                   static_cast<uint64_t>(started_at_));
+  auto h = proxy::encodeV2(proxy::Command::kProxy, src, dst, o);
+  if (!h.ok()) {
+    logWarning("backend \"{}\": server \"{}\": PROXY v2 header: {}", backend_.name(), srv.name(),
+               h.message());
+    h = proxy::encodeV2(proxy::Command::kProxy, src, dst, proxy::V2Options());
+  }
+  if (h.ok()) out.write(std::move(*h));
 }
 
 void Connector::onTimer(void* ctx) {

@@ -4,6 +4,7 @@
 
 #include "core/net/stream.h"
 #include "core/net/timer.h"
+#include "core/proto/proxy_protocol.h"
 #include "core/session/generation.h"
 
 namespace crescent::core {
@@ -36,6 +37,13 @@ class Connector : private StreamHandler {
   /// Starts with `acquired`: a server whose slot the caller holds (ServerDispatch); the
   /// connector owns that slot from now on. Redispatch moves it to another server.
   void start(Server& acquired);
+  /// The client side, for servers with `send_proxy`: its addresses and the PROXY header
+  /// it came with (TLVs passed on), all borrowed from the owner for the connector's life.
+  void setOrigin(const Address* src, const Address* dst, const proxy::Header* received) {
+    origin_src_ = src;
+    origin_dst_ = dst;
+    origin_proxy_ = received;
+  }
   /// Attempts made so far beyond the first (the log's retries field).
   int retries() const { return attempts_ > 0 ? attempts_ - 1 : 0; }
   /// Loop time when the first attempt started / when the connection was established.
@@ -44,6 +52,7 @@ class Connector : private StreamHandler {
  private:
   void attempt(Server* server);
   void fail(ConnectFailure why);
+  void writeProxyHeader(Stream& out, Server& srv);
   void onStreamData(Stream&, Buffer) override {}
   void onStreamEof(Stream&) override {}
   void onStreamError(Stream&, int) override {}
@@ -59,6 +68,9 @@ class Connector : private StreamHandler {
   TimerPtr timer_;
   Server* server_ = nullptr;
   int attempts_ = 0;
+  const Address* origin_src_ = nullptr;
+  const Address* origin_dst_ = nullptr;
+  const proxy::Header* origin_proxy_ = nullptr;
   uint64_t started_at_ = 0;
 };
 

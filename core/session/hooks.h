@@ -13,6 +13,7 @@
 #include "core/config/config.h"
 #include "core/net/address.h"
 #include "core/proto/http_head.h"
+#include "core/proto/proxy_protocol.h"
 
 namespace crescent::core {
 
@@ -24,7 +25,8 @@ struct RequestContext {
   const Address& src;  ///< client address (after PROXY protocol, when used)
   const Address& dst;  ///< address the client connected to
   std::string_view frontend;
-  bool http = true;  ///< false in TCP mode: `txn.req` is nil
+  bool http = true;                      ///< false in TCP mode: `txn.req` is nil
+  const proxy::Header* proxy = nullptr;  ///< the PROXY header received, or null
 };
 
 /// What an http_request hook decided.

@@ -46,14 +46,19 @@ HttpSession::~HttpSession() {
   if (backend_ >= 0) wg_->gen().backend(backend_).release();
 }
 
-void HttpSession::start() {
+void HttpSession::start(ConnectionInfo info) {
   t_accept_ = w_.loop().now();
   keepalive_since_ = t_accept_;
-  src_ = client_->peerAddress();
-  dst_ = client_->localAddress();
+  src_ = std::move(info.src);
+  dst_ = std::move(info.dst);
+  proxy_ = std::move(info.proxy);
   client_->setHandler(this);
   client_->readStart();
   armTimer();
+  if (!info.early.empty()) {
+    client_in_.push_back(std::move(info.early));
+    processClient();
+  }
 }
 
 void HttpSession::abort() {
@@ -191,6 +196,7 @@ void HttpSession::onRequestHead() {
   ScriptRunner* scripts = wg_->scripts();
   if (fe_->http_request_hook > 0 && scripts != nullptr) {
     RequestContext ctx{req_, src_, dst_, fe_->name};
+    ctx.proxy = proxy_.get();
     HookDecision d = scripts->runHttpRequest(fe_->http_request_hook, ctx);
     switch (d.kind) {
       case HookDecision::Kind::kContinue:
@@ -256,6 +262,7 @@ void HttpSession::readServiceBody() {
 void HttpSession::runService() {
   const BackendConfig& be = wg_->config().backends[backend_];
   RequestContext ctx{req_, src_, dst_, fe_->name};
+  ctx.proxy = proxy_.get();
   ServiceResponse r = wg_->scripts()->runService(be.service_hook, ctx, service_body_);
   service_body_.clear();
   if (!r.ok) {

@@ -7,6 +7,7 @@
 #include "core/net/stream.h"
 #include "core/net/timer.h"
 #include "core/proto/http1.h"
+#include "core/session/connection_info.h"
 #include "core/session/connector.h"
 #include "core/session/server_dispatch.h"
 #include "core/session/tunnel.h"
@@ -40,7 +41,8 @@ class HttpSession final : public Session,
               StreamPtr client);
   ~HttpSession() override;
 
-  void start();
+  /// Begins with what the accept side learned (addresses, PROXY header, early bytes).
+  void start(ConnectionInfo info);
   void abort() override;
 
  private:
@@ -124,6 +126,7 @@ class HttpSession final : public Session,
   std::unique_ptr<Tunnel> tunnel_;
   State state_ = State::kWaitRequest;
   Address src_, dst_;
+  std::shared_ptr<const proxy::Header> proxy_;  // received PROXY header, or null
   bool first_request_ = true;
   bool in_process_ = false;  // processClient() is on the stack
   bool client_eof_ = false;

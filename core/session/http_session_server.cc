@@ -30,6 +30,7 @@ void HttpSession::connectToServer() {
   pr.head = &req_;
   pr.now_ms = monotonicMs();
   RequestContext ctx{req_, src_, dst_, fe_->name};
+  ctx.proxy = proxy_.get();
   switch (dispatch_->start(ctx, pr)) {
     case ServerDispatch::Outcome::kAssigned:
       return useServer(*dispatch_->server());
@@ -69,6 +70,7 @@ void HttpSession::useServer(Server& server) {
   reused_conn_ = false;
   connector_ =
       std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
+  connector_->setOrigin(&src_, &dst_, proxy_.get());
   connector_->start(*s);
 }
 
@@ -382,7 +384,9 @@ void HttpSession::onTunnelEnd(TunnelEnd why) {
 
 void HttpSession::releaseServer(bool reusable) {
   if (server_) {
-    if (reusable && srv_ != nullptr && server_->pendingBytes() == 0 && !server_->closing()) {
+    // A connection that began with a PROXY header speaks for one client: never shared.
+    if (reusable && srv_ != nullptr && srv_->config().send_proxy == 0 &&
+        server_->pendingBytes() == 0 && !server_->closing()) {
       w_.pool().give(srv_, std::move(server_));
     } else {
       server_.reset();

@@ -26,11 +26,13 @@ TcpSession::~TcpSession() {
   if (backend_ >= 0) wg_->gen().backend(backend_).release();
 }
 
-void TcpSession::start() {
+void TcpSession::start(ConnectionInfo info) {
   accept_ms_ = w_.loop().now();
   accept_wall_ = wallClockMs();
-  src_ = client_->peerAddress();
-  dst_ = client_->localAddress();
+  src_ = std::move(info.src);
+  dst_ = std::move(info.dst);
+  proxy_ = std::move(info.proxy);
+  if (!info.early.empty()) early_ = std::move(info.early);
   AclSample sample;
   sample.src = &src_;
   sample.dst = &dst_;
@@ -45,12 +47,15 @@ void TcpSession::start() {
   HttpHead none;
   RequestContext ctx{none, src_, dst_, fe_.name};
   ctx.http = false;
+  ctx.proxy = proxy_.get();
   switch (dispatch_->start(ctx, pr)) {
     case ServerDispatch::Outcome::kAssigned:
       return connect(*dispatch_->server());
     case ServerDispatch::Outcome::kQueued:
-      client_->setHandler(this);
-      client_->readStart();
+      if (early_.empty()) {  // watch for a disconnect (and keep the first bytes)
+        client_->setHandler(this);
+        client_->readStart();
+      }
       return;
     case ServerDispatch::Outcome::kNoServer:
       logWarning("backend \"{}\": no server available", wg_->config().backends[backend_].name);
@@ -91,6 +96,7 @@ void TcpSession::onStreamError(Stream&, int) {
 void TcpSession::connect(Server& server) {
   connector_ =
       std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
+  connector_->setOrigin(&src_, &dst_, proxy_.get());
   connector_->start(server);
 }
 

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "core/net/stream.h"
+#include "core/session/connection_info.h"
 #include "core/session/connector.h"
 #include "core/session/server_dispatch.h"
 #include "core/session/tunnel.h"
@@ -27,7 +28,8 @@ class TcpSession final : public Session,
              StreamPtr client);
   ~TcpSession() override;
 
-  void start();
+  /// Begins with what the accept side learned (addresses, PROXY header, early bytes).
+  void start(ConnectionInfo info);
   void abort() override;
 
  private:
@@ -57,6 +59,7 @@ class TcpSession final : public Session,
   const Server* srv_log_ = nullptr;  // last server tried, for the log
   int backend_ = -1;
   Address src_, dst_;
+  std::shared_ptr<const proxy::Header> proxy_;  // received PROXY header, or null
   uint64_t accept_ms_ = 0, accept_wall_ = 0, connected_ms_ = 0;
   Buffer early_;  // client bytes received while queued (one buffer, then reading stops)
   bool done_ = false;

@@ -1,0 +1,127 @@
+#include "core/session/handshake.h"
+
+#include <uv.h>
+
+#include "core/base/log.h"
+#include "core/session/http_session.h"
+#include "core/session/tcp_session.h"
+
+namespace crescent::core {
+
+void startFrontendSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg,
+                          size_t frontend_index, StreamPtr client, ConnectionInfo info) {
+  const FrontendConfig& fe = wg->config().frontends[frontend_index];
+  if (fe.mode == Mode::kTcp) {
+    auto* s = new TcpSession(w, std::move(wg), frontend_index, std::move(client));
+    w.addSession(s);
+    s->start(std::move(info));
+  } else {
+    auto* s = new HttpSession(w, std::move(wg), frontend_index, std::move(client));
+    w.addSession(s);
+    s->start(std::move(info));
+  }
+}
+
+void startSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, size_t frontend_index,
+                  size_t bind_index, StreamPtr client) {
+  const BindConfig& bind = wg->config().frontends[frontend_index].binds[bind_index];
+  if (bind.accept_proxy) {
+    auto* h = new Handshake(w, std::move(wg), frontend_index, bind_index, std::move(client));
+    w.addSession(h);
+    h->start();
+    return;
+  }
+  ConnectionInfo info;
+  info.src = client->peerAddress();
+  info.dst = client->localAddress();
+  startFrontendSession(w, std::move(wg), frontend_index, std::move(client), std::move(info));
+}
+
+Handshake::Handshake(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, size_t frontend_index,
+                     size_t bind_index, StreamPtr client)
+    : w_(w),
+      wg_(std::move(wg)),
+      fe_index_(frontend_index),
+      bind_index_(bind_index),
+      client_(std::move(client)),
+      timer_(Timer::create(w.loop(), &Handshake::onTimer, this)) {}
+
+Handshake::~Handshake() = default;
+
+void Handshake::start() {
+  peer_ = client_->peerAddress();
+  const Timeouts& t = wg_->config().frontends[fe_index_].timeout;
+  uint64_t ms = t.handshake > 0 ? t.handshake : t.client;
+  if (ms > 0) timer_->start(ms);
+  client_->setHandler(this);
+  client_->readStart();
+}
+
+void Handshake::onStreamData(Stream&, Buffer data) {
+  if (done_) return;
+  size_t n = parser_.feed(data.data(), data.size());
+  switch (parser_.state()) {
+    case proxy::Parser::State::kNeedMore:
+      return;
+    case proxy::Parser::State::kError:
+      return fail(parser_.error());
+    case proxy::Parser::State::kDone:
+      data.consume(n);
+      return handOff(std::move(data));
+  }
+}
+
+void Handshake::onStreamEof(Stream&) {
+  fail(parser_.consumed() > 0 ? "connection closed in the middle of the PROXY header"
+                              : "connection closed before a PROXY header");
+}
+
+void Handshake::onStreamError(Stream&, int err) {
+  fail(std::string("connection error before the PROXY header completed: ") + uv_strerror(err));
+}
+
+void Handshake::onTimer(void* ctx) {
+  auto* self = static_cast<Handshake*>(ctx);
+  self->fail(self->parser_.consumed() > 0 ? "timeout in the middle of the PROXY header"
+                                          : "timeout waiting for the PROXY header");
+}
+
+void Handshake::abort() {
+  if (done_) return;
+  done_ = true;
+  client_.reset();
+  w_.endSession(this);
+}
+
+void Handshake::fail(const std::string& why) {
+  if (done_) return;
+  done_ = true;
+  const FrontendConfig& fe = wg_->config().frontends[fe_index_];
+  logWarning("frontend \"{}\": bind {}: {} (from {}); connection closed", fe.name,
+             fe.binds[bind_index_].text, why, peer_.toString());
+  timer_->stop();
+  client_.reset();
+  w_.endSession(this);
+}
+
+void Handshake::handOff(Buffer rest) {
+  done_ = true;
+  timer_->stop();
+  const proxy::Header& h = parser_.header();
+  ConnectionInfo info;
+  if (h.has_addresses) {
+    info.src = h.src;
+    info.dst = h.dst;
+  } else {  // LOCAL / UNKNOWN: the real endpoints
+    info.src = peer_;
+    info.dst = client_->localAddress();
+  }
+  info.proxy = std::make_shared<const proxy::Header>(h);
+  if (!rest.empty()) info.early = std::move(rest);
+  client_->readStop();
+  client_->setHandler(nullptr);
+  startFrontendSession(w_, wg_, fe_index_, std::move(client_), std::move(info));
+  w_.endSession(this);
+}
+
+}  // namespace crescent::core

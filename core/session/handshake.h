@@ -1,0 +1,61 @@
+#pragma once
+
+#include <memory>
+
+#include "core/net/stream.h"
+#include "core/net/timer.h"
+#include "core/proto/proxy_protocol.h"
+#include "core/session/connection_info.h"
+#include "core/session/worker_context.h"
+
+namespace crescent::core {
+
+/// Starts the session of an accepted connection: directly, or after the accept-side
+/// handshake of its bind (DESIGN §4: accept -> [PROXY header] -> [TLS] -> session).
+/// `bind_index` indexes the frontend's binds. Called on the worker's thread.
+void startSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, size_t frontend_index,
+                  size_t bind_index, StreamPtr client);
+
+/// Creates and starts the frontend's TCP or HTTP session for a connection whose
+/// handshake (if any) is done.
+void startFrontendSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg,
+                          size_t frontend_index, StreamPtr client, ConnectionInfo info);
+
+/// The accept-side handshake of one connection on a bind with `accept_proxy`: reads the
+/// PROXY v1/v2 header (a header split across reads is waited for, up to `timeout
+/// handshake`, default `timeout client`), then hands the connection, the addresses it
+/// carries and the bytes after it to the frontend's session. Anything that is not a
+/// valid header, a close, or the timeout ends the connection with one warning line
+/// naming the frontend, the peer and the reason. Nothing is guessed: without a header
+/// no byte reaches the session.
+///
+/// A Session of its own (linked into the worker's list, so a hard stop reaches it).
+class Handshake final : public Session, private StreamHandler {
+ public:
+  Handshake(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, size_t frontend_index,
+            size_t bind_index, StreamPtr client);
+  ~Handshake() override;
+
+  void start();
+  void abort() override;
+
+ private:
+  void onStreamData(Stream& s, Buffer data) override;
+  void onStreamEof(Stream& s) override;
+  void onStreamError(Stream& s, int err) override;
+  static void onTimer(void* ctx);
+  void fail(const std::string& why);
+  void handOff(Buffer rest);
+
+  WorkerContext& w_;
+  std::shared_ptr<WorkerGeneration> wg_;
+  size_t fe_index_;
+  size_t bind_index_;
+  StreamPtr client_;
+  TimerPtr timer_;
+  proxy::Parser parser_;
+  Address peer_;
+  bool done_ = false;
+};
+
+}  // namespace crescent::core
