@@ -64,7 +64,11 @@ bool Server::setUp(bool up, const std::string& reason) {
                usable == 0 ? " backend has no server available!" : "");
   }
   backend_.serversChanged();
-  if (up) backend_.dispatchAll();
+  if (up) {
+    backend_.dispatchAll();
+  } else {
+    backend_.requeue(*this);
+  }
   return true;
 }
 
@@ -75,7 +79,11 @@ bool Server::setAdmin(AdminState s, const std::string& why) {
   logInfo("server {}/{} state {} -> {} ({})", backend_.name(), name(), adminStateName(was),
           adminStateName(s), why);
   backend_.serversChanged();
-  if (s == AdminState::kReady) backend_.dispatchAll();
+  if (s == AdminState::kReady) {
+    backend_.dispatchAll();
+  } else {
+    backend_.requeue(*this);
+  }
   return true;
 }
 
@@ -212,12 +220,9 @@ Backend::Assignment Backend::assign(Server* chosen, QueueTicket::Waiter& waiter,
       if (s->config().maxqueue <= 0) bounded = false;
       limit += s->config().maxqueue;
     }
-    if (bounded && static_cast<int64_t>(queue_.size()) >= limit) {
-      trim(queue_);
-      if (static_cast<int64_t>(queue_.size()) >= limit) {
-        a.kind = Assignment::Kind::kQueueFull;
-        return a;
-      }
+    if (bounded && backend_queued_ >= limit) {
+      a.kind = Assignment::Kind::kQueueFull;
+      return a;
     }
   }
   // Count the waiter first, then look at the slots again (see Server::release()).
@@ -226,8 +231,12 @@ Backend::Assignment Backend::assign(Server* chosen, QueueTicket::Waiter& waiter,
   if (chosen != nullptr) {
     if (chosen->tryAcquire()) now_free = chosen;
   } else {
+    // Only servers the balancer could pick: backups while no active server is usable.
+    bool active = false;
+    for (auto& s : servers_)
+      if (!s->backup() && s->usable()) active = true;
     for (auto& s : servers_) {
-      if (s->usable() && s->tryAcquire()) {
+      if (s->usable() && s->backup() != active && s->tryAcquire()) {
         now_free = s.get();
         break;
       }
@@ -249,6 +258,7 @@ Backend::Assignment Backend::assign(Server* chosen, QueueTicket::Waiter& waiter,
     chosen->queued_.fetch_add(1, std::memory_order_relaxed);
   } else {
     queue_.push_back(t);
+    ++backend_queued_;
   }
   int q = waiting_.load(std::memory_order_relaxed);
   int m = queued_max_.load(std::memory_order_relaxed);
@@ -267,7 +277,11 @@ void Backend::cancel(const QueueTicketPtr& t) {
     // Left in its deque, skipped and dropped when it reaches the front.
     t->state = QueueTicket::State::kCancelled;
     waiting_.fetch_sub(1, std::memory_order_relaxed);
-    if (t->target != nullptr) t->target->queued_.fetch_sub(1, std::memory_order_relaxed);
+    if (t->target != nullptr) {
+      t->target->queued_.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+      --backend_queued_;
+    }
   }
   // Granted: the grant is already posted to the waiter's loop; with no waiter it
   // releases the slot when it runs (same thread as this call, so no race on `waiter`).
@@ -279,6 +293,30 @@ void Backend::cancel(const QueueTicketPtr& t) {
 
 void Backend::trim(std::deque<QueueTicketPtr>& q) {
   while (!q.empty() && q.front()->state != QueueTicket::State::kWaiting) q.pop_front();
+}
+
+void Backend::requeue(Server& s) {
+  if (s.queued() == 0) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& own = server_queues_[s.index()];
+    std::deque<QueueTicketPtr> merged;
+    for (auto& t : own) {
+      if (t->state != QueueTicket::State::kWaiting) continue;
+      t->target = nullptr;
+      s.queued_.fetch_sub(1, std::memory_order_relaxed);
+      ++backend_queued_;
+      merged.push_back(t);
+    }
+    own.clear();
+    if (merged.empty()) return;
+    for (auto& t : queue_)
+      if (t->state == QueueTicket::State::kWaiting) merged.push_back(t);
+    std::sort(merged.begin(), merged.end(),
+              [](const QueueTicketPtr& a, const QueueTicketPtr& b) { return a->seq < b->seq; });
+    queue_.swap(merged);
+  }
+  dispatchAll();
 }
 
 void Backend::onSlotFreed(Server& s) {
@@ -320,6 +358,7 @@ void Backend::dispatchLocked(Server& s) {
       s.queued_.fetch_sub(1, std::memory_order_relaxed);
     } else {
       queue_.pop_front();
+      --backend_queued_;
     }
     waiting_.fetch_sub(1, std::memory_order_relaxed);
     grantLocked(next, s);

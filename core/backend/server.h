@@ -237,6 +237,9 @@ class Backend {
   void dispatchAll();
   /// Tells the balancer that weights or states changed. Thread-safe.
   void serversChanged();
+  /// Moves the requests waiting in `s`'s own queue to the backend's queue (in arrival
+  /// order), for a server that can no longer take them (down, drain, maint). Thread-safe.
+  void requeue(Server& s);
 
  private:
   friend class Server;
@@ -262,6 +265,7 @@ class Backend {
   std::deque<QueueTicketPtr> queue_;                       // guarded by mu_
   std::vector<std::deque<QueueTicketPtr>> server_queues_;  // guarded by mu_, per server
   uint64_t seq_ = 0;                                       // guarded by mu_
+  int64_t backend_queued_ = 0;  // guarded by mu_: waiting tickets in queue_ (maxqueue)
 };
 
 }  // namespace crescent::core

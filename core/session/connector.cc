@@ -47,7 +47,19 @@ void Connector::attempt(Server* server) {
       local = picker->next();
       rc = stream_->bindLocal(local.local, local.no_port);
     }
-    if (rc == 0) rc = stream_->connect(addr);
+    if (rc == 0) {
+      bool abstract = addr.isUnix() && addr.unixPath().rfind('@', 0) == 0;
+      if (abstract) {
+        rc = stream_->connectNow(addr);
+        if (rc == 0) {  // reported on a later turn, like every connect
+          connected_now_ = true;
+          timer_->start(0);
+          return;
+        }
+      } else {
+        rc = stream_->connect(addr);
+      }
+    }
     if (rc != UV_EADDRINUSE && rc != UV_EADDRNOTAVAIL) break;
   }
   if (rc != 0) {
@@ -130,6 +142,10 @@ void Connector::writeProxyHeader(Stream& out, Server& srv) {
 
 void Connector::onTimer(void* ctx) {
   auto* self = static_cast<Connector*>(ctx);
+  if (self->connected_now_) {
+    self->connected_now_ = false;
+    return self->onStreamConnected(*self->stream_, 0);
+  }
   self->retry(self->stream_ != nullptr);
 }
 

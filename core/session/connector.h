@@ -68,6 +68,7 @@ class Connector : private StreamHandler {
   TimerPtr timer_;
   Server* server_ = nullptr;
   int attempts_ = 0;
+  bool connected_now_ = false;  // an abstract UNIX connect succeeded synchronously
   const Address* origin_src_ = nullptr;
   const Address* origin_dst_ = nullptr;
   const proxy::Header* origin_proxy_ = nullptr;

@@ -404,3 +404,19 @@ backend "echo" {{ server "e" {{ "{addr(srv.port)}" }} }}
     d = c.wait_tcp_log(lambda d: d["frontend"] == "app")
     assert d["client"] == CLIENT_IP, d
     assert oct(sock.stat().st_mode & 0o777) == "0o600"
+
+
+def test_http_chain_over_abstract_unix_name(crescent, echo):
+    """An abstract UNIX name (unix:@name) as bind and as server, PROXY v1 between."""
+    port = free_port()
+    name = f"crescent-test-{port}"
+    c = crescent(crescent_cfg(f"""
+frontend "edge" {{ bind {{ "127.0.0.1:{port}" }}, default_backend = "inner" }}
+backend "inner" {{ server "app" {{ "unix:@{name}", send_proxy = "v1" }} }}
+frontend "app" {{ bind {{ "unix:@{name}", accept_proxy = true }}, default_backend = "b" }}
+backend "b" {{ server "echo" {{ "{addr(echo.port)}" }} }}
+"""), ports=[port])
+    r = http_get(port, "/abstract")
+    assert body_of(r).startswith(f"xff={CLIENT_IP}"), r
+    d = c.wait_http_log(lambda d: d["frontend"] == "app")
+    assert d["client"] == CLIENT_IP, d

@@ -294,7 +294,7 @@ TEST_F(QueueTest, ServerComingUpServesTheBackendQueue) {
 // still usable, so the request must wait in the backend's queue. Backend::assign()'s
 // second look at the slots (after counting the waiter) tries every usable server,
 // backups included, and hands out the backup's slot.
-TEST_F(QueueTest, DISABLED_BackendQueueDoesNotSpillToBackupWhileActiveIsFull) {
+TEST_F(QueueTest, BackendQueueDoesNotSpillToBackupWhileActiveIsFull) {
   cfg_ = makeConfig(2, 1);
   cfg_->servers[1].backup = true;
   be_ = std::make_unique<Backend>(*cfg_, 0);
@@ -311,7 +311,7 @@ TEST_F(QueueTest, DISABLED_BackendQueueDoesNotSpillToBackupWhileActiveIsFull) {
 
 // The backend queue's bound (sum of maxqueue) counts the deque's length, which still
 // holds cancelled tickets that are not at its front: requests are refused with room left.
-TEST_F(QueueTest, DISABLED_CancelledTicketsDoNotCountAgainstBackendMaxqueue) {
+TEST_F(QueueTest, CancelledTicketsDoNotCountAgainstBackendMaxqueue) {
   build(1, 1, /*maxqueue=*/2);
   RecordingWaiter h, w1, w2, w3;
   ASSERT_EQ(assign(nullptr, h).kind, Backend::Assignment::Kind::kAcquired);
