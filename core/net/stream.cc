@@ -81,6 +81,24 @@ int Stream::connect(const Address& addr) {
   return 0;
 }
 
+int Stream::connectNow(const Address& addr) {
+  if (kind_ != Kind::kPipe || !addr.isUnix()) return UV_EINVAL;
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  if (::connect(fd, addr.sockaddrPtr(), addr.sockaddrLen()) != 0) {
+    int err = -errno;
+    ::close(fd);
+    return err;
+  }
+  int rc = uv_pipe_open(&h_.pipe, fd);
+  if (rc != 0) {
+    ::close(fd);
+    return rc;
+  }
+  last_activity_ = loop_.now();
+  return 0;
+}
+
 void Stream::onConnectCb(uv_connect_t* req, int status) {
   auto* self = static_cast<Stream*>(req->data);
   if (self->closing_ || self->handler_ == nullptr) return;

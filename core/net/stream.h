@@ -78,7 +78,13 @@ class Stream {
   /// Never calls the handler.
   [[nodiscard]] int bindLocal(const Address& local, bool no_port);
   /// Starts connecting to `addr` (IP or UNIX path); onStreamConnected reports the result.
+  /// Not for abstract UNIX names (libuv 1.44 has no uv_pipe_connect2): see connectNow().
   int connect(const Address& addr);
+  /// Connects a pipe stream to an abstract UNIX name (`unix:@name`) synchronously (a
+  /// local connect completes at once or fails, e.g. ECONNREFUSED, EAGAIN when the
+  /// listener's backlog is full). Returns 0 or a libuv error; never calls the handler —
+  /// the caller reports the outcome on a later loop turn.
+  int connectNow(const Address& addr);
 
   /// Starts/stops delivering onStreamData. Idempotent.
   void readStart();
