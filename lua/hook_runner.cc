@@ -180,24 +180,39 @@ core::Server* HookRunner::runBalancerPick(const core::LuaBalancerConfig& lb, cor
   active_.decision = nullptr;
   active_.service = nullptr;
   pushTxn(L, active_);
-  // The servers list: one table per backend, refilled for each call.
+  // The servers list: one table per backend, refilled for each call from an array of
+  // the backend's server objects (by index), both kept in the registry.
   pushRegistryTable(L, kCandidatesKey);
   lua_pushlightuserdata(L, &backend);
   lua_rawget(L, -2);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
+    lua_createtable(L, 2, 0);
     lua_createtable(L, static_cast<int>(backend.servers().size()), 0);
+    lua_rawseti(L, -2, 1);
+    lua_createtable(L, static_cast<int>(backend.servers().size()), 0);
+    for (size_t i = 0; i < backend.servers().size(); ++i) {
+      pushServer(L, *backend.servers()[i]);
+      lua_rawseti(L, -2, static_cast<int>(i + 1));
+    }
+    lua_rawseti(L, -2, 2);
     lua_pushlightuserdata(L, &backend);
     lua_pushvalue(L, -2);
     lua_rawset(L, -4);
   }
   lua_remove(L, -2);
+  lua_rawgeti(L, -1, 2);  // all servers, by index
+  int all = lua_gettop(L);
+  lua_rawgeti(L, -2, 1);  // the list given to pick
+  lua_remove(L, -3);
   int list = lua_gettop(L);
   int n = static_cast<int>(candidates.size());
   for (int i = 0; i < n; ++i) {
-    pushServer(L, *candidates[i]);
+    lua_rawgeti(L, all, static_cast<int>(candidates[i]->index() + 1));
     lua_rawseti(L, list, i + 1);
   }
+  lua_remove(L, all);
+  list = lua_gettop(L);
   for (int i = n + 1; i <= static_cast<int>(backend.servers().size()); ++i) {
     lua_rawgeti(L, list, i);
     bool was_nil = lua_isnil(L, -1);

@@ -86,7 +86,9 @@ int serverSetMaxconn(lua_State* L) {
 }
 
 int serverIndex(lua_State* L) {
-  core::Server& s = checkServer(L, 1);
+  // __index runs only for values with this metatable (hidden from scripts): arg 1 is a
+  // server object, no need for luaL_checkudata's registry lookup on this hot path.
+  core::Server& s = **static_cast<core::Server**>(lua_touserdata(L, 1));
   std::string_view key;
   if (indexMethodOrKey(L, key)) return 1;
   if (key.empty()) return 0;

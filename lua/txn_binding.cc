@@ -296,8 +296,19 @@ int txnIndex(lua_State* L) {
   if (key.empty()) return 0;
   const core::RequestContext& ctx = *call.ctx;
   if (key == "req") {
+    // Made on first use (a balancer that never looks at the request pays nothing), then
+    // kept in the txn's own environment table so txn.req is the same object each time.
+    if (!ctx.http) return 0;
     lua_getfenv(L, 1);
     lua_getfield(L, -1, "req");
+    if (!lua_isnil(L, -1)) return 1;
+    lua_pop(L, 2);
+    lua_createtable(L, 0, 1);
+    pushHandle(L, call, kReqMeta);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "req");
+    lua_insert(L, -2);
+    lua_setfenv(L, 1);
     return 1;
   }
   if (key == "src" || key == "dst") {
@@ -403,10 +414,14 @@ void registerTxn(lua_State* L) {
 
 void pushTxn(lua_State* L, ActiveCall& call) {
   pushHandle(L, call, kTxnMeta);
-  lua_createtable(L, 0, 1);
-  if (call.ctx == nullptr || call.ctx->http) {  // TCP mode: txn.req is nil
-    pushHandle(L, call, kReqMeta);
-    lua_setfield(L, -2, "req");
+  // The environment starts as one shared empty table; txn.req replaces it with the
+  // txn's own on first use (txnIndex). TCP mode: txn.req is nil.
+  lua_getfield(L, LUA_REGISTRYINDEX, "crescent.txn_env");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "crescent.txn_env");
   }
   lua_setfenv(L, -2);
 }
