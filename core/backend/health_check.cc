@@ -13,6 +13,7 @@
 #include "core/net/stream.h"
 #include "core/net/timer.h"
 #include "core/proto/http1.h"
+#include "core/proto/proxy_protocol.h"
 
 namespace crescent::core {
 
@@ -218,6 +219,14 @@ void ServerCheck::onStreamConnected(Stream&, int status) {
 void ServerCheck::onConnected() {
   phase_ = Phase::kExchanging;
   conn_->setNoDelay(true);
+  // A server that expects a PROXY header gets one: LOCAL (v2) / UNKNOWN (v1), "a
+  // connection the proxy made itself" (proxy-protocol.txt §2.1, §2.2).
+  if (int v = server_.config().send_proxy; v == 1) {
+    conn_->write(std::string("PROXY UNKNOWN\r\n"));
+  } else if (v == 2) {
+    if (auto h = proxy::encodeV2(proxy::Command::kLocal, nullptr, nullptr, {}); h.ok())
+      conn_->write(std::move(*h));
+  }
   if (isHttp()) {
     conn_->write(request_);
     conn_->readStart();

@@ -420,3 +420,25 @@ backend "b" {{ server "echo" {{ "{addr(echo.port)}" }} }}
     assert body_of(r).startswith(f"xff={CLIENT_IP}"), r
     d = c.wait_http_log(lambda d: d["frontend"] == "app")
     assert d["client"] == CLIENT_IP, d
+
+
+def test_health_checks_send_local_header(crescent, echo, tmp_path):
+    """A checked server with send_proxy gets a LOCAL header before each check: the
+    check request reaches the accept_proxy frontend (and passes) instead of being
+    refused as a connection without a header."""
+    port = free_port()
+    sock = tmp_path / "checked.sock"
+    c = crescent(crescent_cfg(f"""
+frontend "edge" {{ bind {{ "127.0.0.1:{port}" }}, default_backend = "inner" }}
+backend "inner" {{
+  check = {{ http = "GET /health", inter = "100ms", rise = 1, fall = 1 }},
+  server "app" {{ "unix:{sock}", send_proxy = "v2", check = true }},
+}}
+frontend "app" {{ bind {{ "unix:{sock}", accept_proxy = true }}, default_backend = "b" }}
+backend "b" {{ server "echo" {{ "{addr(echo.port)}" }} }}
+"""), ports=[port])
+    c.wait_http_log(lambda d: d["frontend"] == "app" and d["request"].startswith("GET /health"),
+                    what="a health check through the PROXY frontend")
+    assert "PROXY" not in c.stderr(), c.stderr()  # no header refused
+    assert "is DOWN" not in c.stderr()
+    assert body_of(http_get(port, "/after")).startswith(f"xff={CLIENT_IP}")
