@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "core/filters/compression.h"
 #include "core/net/stream.h"
 #include "core/net/timer.h"
 #include "core/proto/http1.h"
@@ -169,6 +170,19 @@ class HttpSession final : public Session,
   std::string term_ = "--";
   std::string request_line_;
   uint64_t keepalive_since_ = 0;
+
+  // compression (http_session_server.cc, core/filters/compression.h) ----------------------
+  // The response filter of DESIGN §4: decided on the response head, then every payload byte
+  // goes through encoder_ and leaves as chunks (HTTP/1.1 client) or close-delimited (1.0).
+  void noteRequestForCompression();
+  const CompressionConfig& compressionConfig() const;
+  compression::Verdict startCompression();
+  void compressResponseBody(Buffer data, std::string head);
+  [[nodiscard]] bool finishCompression();
+  void writeCompressed(std::string head);
+  compression::RequestFacts gz_req_;  // from the request head, taken before it is forwarded
+  std::unique_ptr<compression::Encoder> encoder_;  // non-null while a response is compressed
+  std::vector<Buffer> gz_out_;  // encoder output not written yet (kept for its capacity)
 };
 
 }  // namespace crescent::core

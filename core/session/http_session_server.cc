@@ -104,6 +104,7 @@ void HttpSession::onConnectFailed(ConnectFailure why, Server* last) {
 
 void HttpSession::sendRequestHead() {
   const BackendConfig& be = wg_->config().backends[backend_];
+  noteRequestForCompression();
   // Work on a copy of the field list so a retry on a fresh connection can resend.
   HttpHead fwd;
   fwd.method = req_.method;
@@ -227,11 +228,18 @@ void HttpSession::onResponseHead(Buffer rest) {
   }
   bool tunnel = resp_framing_.upgrade && (resp_.status == 101 || req_.method == "CONNECT");
   if (resp_framing_.body == http1::BodyKind::kUntilClose) client_keep_alive_ = false;
-  dechunk_ = resp_framing_.body == http1::BodyKind::kChunked && req_.version_minor == 0;
-  if (dechunk_) client_keep_alive_ = false;
+  compression::Verdict gz = tunnel ? compression::Verdict::kNoBody : startCompression();
+  dechunk_ =
+      !encoder_ && resp_framing_.body == http1::BodyKind::kChunked && req_.version_minor == 0;
+  // A compressed body for an HTTP/1.0 client is delimited by close.
+  if (dechunk_ || (encoder_ && req_.version_minor == 0)) client_keep_alive_ = false;
 
   http1::removeHopByHop(resp_, tunnel);
   if (dechunk_) resp_.remove("transfer-encoding");
+  if (encoder_)
+    compression::editResponseHead(resp_, encoder_->algo(), req_.version_minor >= 1);
+  else if (gz == compression::Verdict::kNotAccepted)
+    compression::addVary(resp_);  // another client would get it compressed
   if (tunnel) {
     if (resp_.status == 101) resp_.add("connection", "upgrade");
   } else if (!client_keep_alive_) {
@@ -268,6 +276,7 @@ void HttpSession::forwardResponseBody(Buffer data, std::string head) {
     server_reusable_ = false;  // the server sent more than the response
     return;
   }
+  if (encoder_) return compressResponseBody(std::move(data), std::move(head));
   size_t n;
   if (dechunk_) {
     if (!head.empty()) writeClient(std::move(head));
@@ -315,10 +324,105 @@ void HttpSession::onServerEof() {
   }
   resp_body_.finish();
   if (resp_body_.done()) {
+    if (encoder_ && !finishCompression()) return abortExchange("PD");
     resp_done_ = true;
     return endExchange();
   }
   abortExchange("SD");
+}
+
+// ---------------------------------------------------------------- compression
+
+// The backend's compression settings when enabled there, else the frontend's.
+const CompressionConfig& HttpSession::compressionConfig() const {
+  const CompressionConfig& be = wg_->config().backends[backend_].compression;
+  return be.enabled ? be : fe_->compression;
+}
+
+// Takes what the decision needs from the request head before it is forwarded.
+void HttpSession::noteRequestForCompression() {
+  gz_req_ = {};
+  const CompressionConfig& cfg = compressionConfig();
+  if (!cfg.enabled) return;
+  gz_req_.accepted = compression::negotiate(req_, cfg.algos);
+  gz_req_.head = req_.method == "HEAD";
+  gz_req_.range = req_.find("range") != nullptr;
+}
+
+// Decides on the response head (before any of it is edited or sent) and, to compress,
+// creates encoder_. Without an encoder the response is forwarded as it is.
+compression::Verdict HttpSession::startCompression() {
+  encoder_.reset();
+  gz_out_.clear();
+  const CompressionConfig& cfg = compressionConfig();
+  if (!cfg.enabled) return compression::Verdict::kDisabled;
+  compression::Verdict v = compression::decide(cfg, gz_req_, resp_, resp_framing_);
+  if (v != compression::Verdict::kCompress) return v;
+  auto framing = req_.version_minor >= 1 ? compression::Encoder::Framing::kChunked
+                                         : compression::Encoder::Framing::kRaw;
+  encoder_ = std::make_unique<compression::Encoder>(BufferPool::local(), framing);
+  if (!encoder_->init(gz_req_.accepted, cfg.level)) {
+    logError("frontend \"{}\": zlib could not start a {} stream: response sent uncompressed",
+             fe_->name, compression::algoName(gz_req_.accepted));
+    encoder_.reset();
+  }
+  return v;
+}
+
+// forwardResponseBody() for a compressed response: the body decoder strips the server's
+// framing (Content-Length, chunked or until close), the payload goes through the encoder,
+// and whatever it produced is written at once, framed for the client.
+void HttpSession::compressResponseBody(Buffer data, std::string head) {
+  struct Sink : http1::BodySink {
+    compression::Encoder* enc;
+    std::vector<Buffer>* out;
+    bool ok = true;
+    void onData(std::string_view d) override { ok = ok && enc->feed(d, *out); }
+  } sink;
+  sink.enc = encoder_.get();
+  sink.out = &gz_out_;
+  size_t n = resp_body_.feed(data.data(), data.size(), &sink);
+  writeCompressed(std::move(head));
+  if (!sink.ok) {
+    logError("frontend \"{}\": zlib failed while compressing a response: response cut", fe_->name);
+    return abortExchange("PD");
+  }
+  if (resp_body_.state() == http1::BodyDecoder::State::kError) {
+    logWarning("backend \"{}\": invalid response body from server \"{}\": {}",
+               wg_->config().backends[backend_].name, srv_ ? srv_->name() : "?",
+               resp_body_.error().reason);
+    return abortExchange("SD");
+  }
+  if (n < data.size()) server_reusable_ = false;
+  if (resp_body_.done()) {
+    if (!finishCompression()) return abortExchange("PD");
+    resp_done_ = true;
+    return endExchange();
+  }
+  if (client_->aboveHighWater()) server_->readStop();  // resumed in onStreamDrained
+}
+
+// Ends the compressed stream (and, for HTTP/1.1, the chunked body) and frees zlib's state
+// before the connection may idle in keep-alive. False on a zlib error (logged).
+bool HttpSession::finishCompression() {
+  bool ok = encoder_->finish(gz_out_);
+  writeCompressed({});
+  encoder_.reset();
+  if (!ok) logError("frontend \"{}\": zlib failed while ending a compressed response", fe_->name);
+  return ok;
+}
+
+// Writes `head` (when not empty) and the encoder's output, the head with the first buffer.
+void HttpSession::writeCompressed(std::string head) {
+  size_t i = 0;
+  if (!head.empty()) {
+    if (gz_out_.empty())
+      writeClient(std::move(head));
+    else
+      writeClient(std::move(head), std::move(gz_out_[i++]));
+  }
+  for (; i < gz_out_.size(); ++i) writeClient(std::move(gz_out_[i]));
+  gz_out_.clear();
 }
 
 // A pooled connection may have been closed by the server just as we reused it. When
