@@ -21,6 +21,21 @@ constexpr int kIpBindAddressNoPort = -1;  // not available: bind() reserves a po
 #endif
 }  // namespace
 
+// The transport filter's state, allocated only by startFilter(): a plain stream carries
+// one null pointer.
+struct Stream::FilterState {
+  std::unique_ptr<StreamFilter> filter;
+  uv_idle_t idle{};               // runs filterPump() on a later loop turn (see readStart())
+  std::vector<Buffer> out;        // scratch for takeOutput(), kept to reuse its capacity
+  std::string early;              // written before the handshake finished; sent after it
+  std::string error;              // why the handshake failed (tlsError())
+  bool ready = false;             // the handshake finished
+  bool reported = false;          // onStreamTlsReady was called (or is due no more)
+  bool socket_eof = false;        // the socket reached EOF: no more input than what is kept
+  bool read_done = false;         // EOF or a record error was delivered: nothing more to read
+  bool shutdown_pending = false;  // shutdown() during the handshake
+};
+
 struct Stream::WriteReq {
   uv_write_t req;
   Buffer buf;
@@ -39,6 +54,8 @@ Stream::Stream(EventLoop& loop, Kind kind) : loop_(loop), kind_(kind) {
   uv()->data = this;
   last_activity_ = loop.now();
 }
+
+Stream::~Stream() = default;
 
 int Stream::accept(uv_stream_t* server) {
   int rc = uv_accept(server, uv());
@@ -108,6 +125,10 @@ void Stream::onConnectCb(uv_connect_t* req, int status) {
 
 void Stream::readStart() {
   if (reading_ || closing_) return;
+  if (filter_ != nullptr) {
+    reading_ = filterReadStart();
+    return;
+  }
   if (uv_read_start(uv(), &Stream::onAllocCb, &Stream::onReadCb) == 0) reading_ = true;
 }
 
@@ -132,12 +153,14 @@ void Stream::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     b.commit(static_cast<size_t>(nread));
     self->bytes_in_ += static_cast<uint64_t>(nread);
     self->last_activity_ = self->loop_.now();
+    if (self->filter_ != nullptr) return self->filterInput(std::move(b));
     if (self->handler_ != nullptr && !self->closing_)
       self->handler_->onStreamData(*self, std::move(b));
     return;
   }
   self->read_buf_.release();  // an idle or finished stream holds no buffer
   if (self->closing_ || self->handler_ == nullptr) return;
+  if (self->filter_ != nullptr) return self->filterEof(static_cast<int>(nread));
   if (nread == UV_EOF) {
     // libuv stops reading after EOF on its own.
     self->reading_ = false;
@@ -150,17 +173,25 @@ void Stream::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 
 void Stream::write(Buffer data) {
   if (closing_ || data.empty()) return;
+  if (filter_ != nullptr) return filterWrite(data.data(), data.size());
   queueWrite(data.data(), data.size(), &data, nullptr);
 }
 
 void Stream::write(std::string data) {
   if (closing_ || data.empty()) return;
+  if (filter_ != nullptr) return filterWrite(data.data(), data.size());
   queueWrite(data.data(), data.size(), nullptr, &data);
 }
 
 void Stream::write(std::string head, Buffer body) {
   if (closing_) return;
   if (head.empty()) return write(std::move(body));
+  if (filter_ != nullptr) {
+    // Both are encoded before anything is sent: their records leave together.
+    filterWrite(head.data(), head.size());
+    if (!body.empty()) filterWrite(body.data(), body.size());
+    return;
+  }
   if (body.empty() || writes_in_flight_ != 0 || shutdown_started_) {
     write(std::move(head));
     write(std::move(body));
@@ -230,6 +261,8 @@ void Stream::onWriteCb(uv_write_t* r, int status) {
   --self->writes_in_flight_;
   if (self->closing_ || self->handler_ == nullptr) return;
   if (status != 0) {
+    if (self->filter_ != nullptr && !self->filter_->reported)
+      return self->filterReport(status, std::string("write failed: ") + uv_strerror(status));
     self->handler_->onStreamError(*self, status);
     return;
   }
@@ -243,6 +276,21 @@ void Stream::onWriteCb(uv_write_t* r, int status) {
 void Stream::shutdown() {
   if (shutdown_requested_ || closing_) return;
   shutdown_requested_ = true;
+  if (filter_ != nullptr) {
+    FilterState& f = *filter_;
+    if (!f.ready && !f.reported) {
+      f.shutdown_pending = true;  // after the handshake and the writes kept for it
+      return;
+    }
+    if (f.ready) {
+      f.filter->close();  // close_notify, queued after every record written before
+      filterFlush();
+    }
+  }
+  startShutdown();
+}
+
+void Stream::startShutdown() {
   shutdown_started_ = true;
   shutdown_req_.data = this;
   // libuv runs the shutdown after every queued write.
@@ -299,12 +347,177 @@ void Stream::close() {
   handler_ = nullptr;
   if (reading_) uv_read_stop(uv());
   reading_ = false;
+  if (filter_ != nullptr)
+    uv_close(reinterpret_cast<uv_handle_t*>(&filter_->idle), &Stream::onCloseCb);
   uv_close(reinterpret_cast<uv_handle_t*>(uv()), &Stream::onCloseCb);
 }
 
 void Stream::onCloseCb(uv_handle_t* h) {
   auto* self = static_cast<Stream*>(h->data);
-  delete self;  // the one `delete this` for streams: after libuv is done with the handle
+  // The one `delete this` for streams: after libuv is done with every handle.
+  if (--self->open_handles_ == 0) delete self;
+}
+
+// ---- Transport filter (TLS) ----------------------------------------------------------
+// The socket carries the filter's bytes, the handler sees decoded ones. Decoded bytes are
+// delivered only while the handler reads: what it leaves (it stopped reading in the middle
+// of a burst, or handed the stream to another handler) stays in the filter and is
+// delivered by the idle handle on a later loop turn once reading resumes, even when the
+// socket has nothing new to say.
+
+int Stream::startFilter(std::unique_ptr<StreamFilter> filter, Buffer already_read) {
+  if (filter_ != nullptr || closing_ || filter == nullptr) return UV_EINVAL;
+  filter_ = std::make_unique<FilterState>();
+  filter_->filter = std::move(filter);
+  uv_idle_init(loop_.uv(), &filter_->idle);
+  filter_->idle.data = this;
+  ++open_handles_;
+  if (!already_read.empty()) filter_->filter->input(std::move(already_read));
+  // The first handshake step (a client's hello, or the answer to bytes already read) runs
+  // on a later turn: no handler callback from inside this call.
+  uv_idle_start(&filter_->idle, &Stream::onIdleCb);
+  readStart();
+  return 0;
+}
+
+StreamFilter* Stream::filter() const {
+  return filter_ != nullptr ? filter_->filter.get() : nullptr;
+}
+
+bool Stream::tlsReady() const {
+  return filter_ != nullptr && filter_->ready;
+}
+
+const std::string& Stream::tlsError() const {
+  static const std::string kNone;
+  if (filter_ == nullptr) return kNone;
+  return filter_->error.empty() ? filter_->filter->error() : filter_->error;
+}
+
+bool Stream::filterReadStart() {
+  FilterState& f = *filter_;
+  if (f.read_done || (f.reported && !f.ready)) return false;  // nothing more will come
+  if (!f.socket_eof && uv_read_start(uv(), &Stream::onAllocCb, &Stream::onReadCb) != 0)
+    return false;
+  if (f.filter->hasInput() || f.socket_eof) uv_idle_start(&f.idle, &Stream::onIdleCb);
+  return true;
+}
+
+void Stream::onIdleCb(uv_idle_t* h) {
+  auto* self = static_cast<Stream*>(h->data);
+  uv_idle_stop(h);
+  if (self->closing_ || self->handler_ == nullptr) return;
+  self->filterPump();
+}
+
+void Stream::filterInput(Buffer wire) {
+  filter_->filter->input(std::move(wire));
+  if (handler_ != nullptr && !closing_) filterPump();
+}
+
+// `status`: UV_EOF or the read error.
+void Stream::filterEof(int status) {
+  FilterState& f = *filter_;
+  if (status != UV_EOF) {  // the connection is broken: what is kept no longer matters
+    if (!f.reported)
+      return filterReport(status, std::string("read failed: ") + uv_strerror(status));
+    return handler_->onStreamError(*this, status);
+  }
+  // libuv stopped reading; `reading_` stays as the handler wants it, so that what is kept
+  // is delivered before the EOF.
+  f.socket_eof = true;
+  uv_read_stop(uv());
+  filterPump();
+}
+
+void Stream::filterPump() {
+  FilterState& f = *filter_;
+  if (!f.ready) {
+    if (f.reported) return;  // failed: nothing more is read
+    StreamFilter::Progress p = f.filter->handshake();
+    filterFlush();  // handshake messages, or the alert that ends a failed one
+    if (p == StreamFilter::Progress::kFailed) return filterReport(UV_EPROTO, {});
+    if (p == StreamFilter::Progress::kWant) {
+      if (f.socket_eof) filterReport(UV_EOF, "connection closed during the handshake");
+      return;
+    }
+    f.ready = true;
+    if (!f.early.empty()) {
+      std::string early = std::move(f.early);
+      filterWrite(early.data(), early.size());
+    }
+    if (f.shutdown_pending) {
+      f.filter->close();
+      filterFlush();
+      startShutdown();
+    }
+    filterReport(0, {});
+    if (closing_ || handler_ == nullptr) return;
+  }
+  filterDeliver();
+}
+
+void Stream::filterDeliver() {
+  FilterState& f = *filter_;
+  while (reading_ && handler_ != nullptr && !closing_ && !f.read_done) {
+    Buffer out = BufferPool::local().take();
+    StreamFilter::ReadResult r = f.filter->read(out);
+    filterFlush();  // e.g. a TLS 1.3 key update answered
+    switch (r) {
+      case StreamFilter::ReadResult::kData:
+        handler_->onStreamData(*this, std::move(out));
+        break;
+      case StreamFilter::ReadResult::kNeedMore:
+        if (!f.socket_eof) return;
+        [[fallthrough]];  // EOF without a closing notice: still the end of the stream
+      case StreamFilter::ReadResult::kClosed:
+        f.read_done = true;
+        uv_read_stop(uv());
+        reading_ = false;
+        handler_->onStreamEof(*this);
+        return;
+      case StreamFilter::ReadResult::kFailed:
+        f.read_done = true;
+        uv_read_stop(uv());
+        reading_ = false;
+        handler_->onStreamError(*this, UV_EPROTO);
+        return;
+    }
+  }
+}
+
+// Reports the end of the handshake once. `why` explains a failure that is not the
+// filter's own (EOF, a socket error); the filter's error() explains the rest.
+void Stream::filterReport(int status, std::string why) {
+  FilterState& f = *filter_;
+  f.reported = true;
+  if (status != 0) {
+    f.error = std::move(why);
+    uv_read_stop(uv());
+    reading_ = false;
+  }
+  if (handler_ != nullptr && !closing_) handler_->onStreamTlsReady(*this, status);
+}
+
+void Stream::filterWrite(const char* p, size_t n) {
+  FilterState& f = *filter_;
+  if (!f.ready) {
+    // Kept until the handshake finishes (rare and small: handlers normally wait for
+    // onStreamTlsReady), not counted as pending output.
+    if (!f.reported) f.early.append(p, n);
+    return;
+  }
+  if (shutdown_started_) return;       // after FIN, as on a plain stream
+  if (!f.filter->write(p, n)) return;  // failed or closed: the read side reports it
+  filterFlush();
+}
+
+void Stream::filterFlush() {
+  FilterState& f = *filter_;
+  f.filter->takeOutput(f.out);
+  for (Buffer& b : f.out)
+    if (!b.empty() && !closing_) queueWrite(b.data(), b.size(), &b, nullptr);
+  f.out.clear();
 }
 
 }  // namespace crescent::core

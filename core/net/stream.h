@@ -9,6 +9,7 @@
 #include "core/base/buffer.h"
 #include "core/net/address.h"
 #include "core/net/event_loop.h"
+#include "core/net/stream_filter.h"
 
 namespace crescent::core {
 
@@ -32,6 +33,13 @@ class StreamHandler {
   /// The FIN requested by shutdown() left: every byte queued before it was written.
   /// Only after this may an owner close the stream without losing output.
   virtual void onStreamShutdownDone(Stream& s) {}
+  /// The handshake of the filter given to startFilter() (TLS) finished: status 0, or it
+  /// failed: a negative libuv error (UV_EPROTO: refused or broken, see tlsError();
+  /// UV_EOF: the peer closed first; or the socket's read error). Called once, never from
+  /// inside startFilter(). Before it, no onStreamData/onStreamEof/onStreamError is
+  /// delivered (a write error during the handshake is reported here too); after a
+  /// failure, nothing more is read.
+  virtual void onStreamTlsReady(Stream& s, int status) {}
 };
 
 /// A TCP or UNIX stream socket (uv_tcp_t / uv_pipe_t) with pooled read buffers and
@@ -41,6 +49,13 @@ class StreamHandler {
 /// Lifetime: created with create(); owned through StreamPtr, whose deleter calls
 /// close(). close() disarms the handler (no callback after it), closes the handle, and
 /// the object deletes itself in the close callback — the only `delete this`.
+///
+/// Optional transport filter (TLS, DESIGN §7): after startFilter(), the socket carries
+/// the filter's bytes (ciphertext) and the handler sees application bytes (plaintext):
+/// onStreamData delivers decoded bytes, write() encodes into pooled buffers which go out
+/// try-write-first then queued, shutdown() sends the closing notice then FIN, and
+/// pendingBytes()/back-pressure count the encoded bytes queued. bytesIn()/bytesOut()
+/// count bytes on the socket. A plain stream pays one branch per read and per write.
 class Stream {
  public:
   enum class Kind { kTcp, kPipe };
@@ -86,7 +101,24 @@ class Stream {
   /// the caller reports the outcome on a later loop turn.
   int connectNow(const Address& addr);
 
-  /// Starts/stops delivering onStreamData. Idempotent.
+  /// Puts `filter` (a TLS engine, see tls::startTls()) between the socket and the
+  /// handler, and starts reading (the handshake needs the peer's bytes). `already_read`:
+  /// bytes read from the socket before the call that belong to the filter (after a PROXY
+  /// header); none are lost. The handshake's first step runs on a later loop turn, and
+  /// onStreamTlsReady reports its end. Writes before that are kept and sent after it.
+  /// Accepts: a connected or accepted stream without a filter. Returns 0, or UV_EINVAL
+  /// (already filtered, closing, or null filter). Never calls the handler.
+  [[nodiscard]] int startFilter(std::unique_ptr<StreamFilter> filter, Buffer already_read = {});
+  /// The filter given to startFilter(), or null for a plain stream.
+  StreamFilter* filter() const;
+  /// True once the filter's handshake finished successfully.
+  bool tlsReady() const;
+  /// Why the filter's handshake or a later record failed (one line); empty otherwise.
+  const std::string& tlsError() const;
+
+  /// Starts/stops delivering onStreamData. Idempotent. With a filter, input already
+  /// decoded-but-undelivered (a handler stopped reading in the middle) is delivered on a
+  /// later loop turn after readStart(), even if the socket has nothing new.
   void readStart();
   void readStop();
   bool reading() const { return reading_; }
@@ -129,8 +161,9 @@ class Stream {
 
  private:
   Stream(EventLoop& loop, Kind kind);
-  ~Stream() = default;
+  ~Stream();
   struct WriteReq;
+  struct FilterState;
 
   static void onAllocCb(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
@@ -138,7 +171,18 @@ class Stream {
   static void onConnectCb(uv_connect_t* req, int status);
   static void onShutdownCb(uv_shutdown_t* req, int status);
   static void onCloseCb(uv_handle_t* h);
+  static void onIdleCb(uv_idle_t* h);
   void queueWrite(const char* p, size_t n, Buffer* b, std::string* s);
+  void startShutdown();
+  // The filter path (stream.cc, "Transport filter").
+  void filterInput(Buffer wire);
+  void filterEof(int status);
+  void filterPump();
+  void filterDeliver();
+  void filterReport(int status, std::string why);
+  void filterWrite(const char* p, size_t n);
+  void filterFlush();
+  bool filterReadStart();
   void wrote(size_t n);
   Address endpoint(bool peer) const;
 
@@ -165,6 +209,8 @@ class Stream {
   uint64_t bytes_out_ = 0;
   uv_connect_t connect_req_{};
   uv_shutdown_t shutdown_req_{};
+  std::unique_ptr<FilterState> filter_;  // null: a plain stream
+  int open_handles_ = 1;                 // the socket, and the filter's idle handle
 };
 
 using StreamPtr = std::unique_ptr<Stream, Stream::Closer>;
