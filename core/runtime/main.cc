@@ -17,6 +17,7 @@
 
 #include "core/base/log.h"
 #include "core/runtime/process.h"
+#include "core/tls/tls_context.h"
 #if __has_include("lua/hook_runner.h")
 #include "lua/hook_runner.h"
 #define CRESCENT_HAVE_HOOKS 1
@@ -92,6 +93,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", config.message().c_str());
     return 1;
   }
+  // Certificates, keys and CA files are part of the configuration: `-c` checks them too.
+  auto tls = core::tls::buildContexts(**config);
+  if (!tls.ok()) {
+    std::fprintf(stderr, "%s\n", tls.message().c_str());
+    return 1;
+  }
   if (opt.check) {
     std::printf("configuration file is valid: %s\n", opt.config.c_str());
     return 0;
@@ -120,7 +127,7 @@ int main(int argc, char** argv) {
     return std::unique_ptr<core::ScriptRunner>();
 #endif
   };
-  core::Process process(std::move(*config), std::move(factory));
+  core::Process process(std::move(*config), std::move(factory), std::move(*tls));
   int rc = process.run();
   if (!opt.pidfile.empty()) ::unlink(opt.pidfile.c_str());
   return rc;

@@ -12,6 +12,7 @@
 
 #include "core/base/log.h"
 #include "core/session/generation.h"
+#include "core/tls/tls_context.h"
 
 namespace crescent::core {
 namespace {
@@ -44,8 +45,9 @@ Status applyUnixOwnership(const BindConfig& b) {
 
 }  // namespace
 
-Process::Process(std::shared_ptr<const Config> config, ScriptRunnerFactory factory)
-    : config_(std::move(config)), factory_(std::move(factory)) {
+Process::Process(std::shared_ptr<const Config> config, ScriptRunnerFactory factory,
+                 std::shared_ptr<const tls::Contexts> tls)
+    : config_(std::move(config)), tls_(std::move(tls)), factory_(std::move(factory)) {
   counters_.maxconn = config_->global.maxconn;
 }
 
@@ -120,7 +122,15 @@ int Process::startAndServe() {
   }
   int threads = config_->global.threads;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  auto gen = std::make_shared<Generation>(1, config_);
+  if (tls_ == nullptr) {
+    auto built = tls::buildContexts(*config_);
+    if (!built.ok()) {
+      logError("{}", built.message());
+      return 1;
+    }
+    tls_ = std::move(*built);
+  }
+  auto gen = std::make_shared<Generation>(1, config_, tls_);
   // Every Worker exists before any starts, so the list that wake_all reads from worker
   // threads never changes while they run.
   for (int i = 0; i < threads; ++i)

@@ -9,6 +9,10 @@
 
 namespace crescent::core {
 
+namespace tls {
+class Contexts;
+}  // namespace tls
+
 /// The running process (DESIGN §2): the main thread opens one listening socket per bind,
 /// starts the worker threads, then waits for signals. SIGINT and SIGTERM stop it: the
 /// workers close their listeners and sessions and exit, and run() returns 0.
@@ -16,7 +20,10 @@ namespace crescent::core {
 /// generation's servers from when the workers are ready until the stop begins.
 class Process {
  public:
-  Process(std::shared_ptr<const Config> config, ScriptRunnerFactory factory);
+  /// `tls`: the config's TLS contexts (tls::buildContexts(), done by the caller so that
+  /// a bad certificate fails before anything starts); null: built at startup.
+  Process(std::shared_ptr<const Config> config, ScriptRunnerFactory factory,
+          std::shared_ptr<const tls::Contexts> tls = nullptr);
   ~Process();
 
   /// Runs until stopped. Returns the exit code: 0 after a clean stop, 1 when startup
@@ -35,6 +42,7 @@ class Process {
   static void onSignal(uv_signal_t* h, int signum);
 
   std::shared_ptr<const Config> config_;
+  std::shared_ptr<const tls::Contexts> tls_;
   ScriptRunnerFactory factory_;
   ProcessCounters counters_;
   std::vector<ListenSocket> sockets_;

@@ -3,6 +3,7 @@
 #include "core/backend/balancer.h"
 #include "core/backend/source_binding.h"
 #include "core/base/log.h"
+#include "core/tls/tls_stream.h"
 
 #include <fmt/format.h>
 
@@ -81,13 +82,44 @@ void Connector::attempt(Server* server) {
 
 void Connector::onStreamConnected(Stream& s, int status) {
   if (status != 0) return retry(false);
+  stream_->setNoDelay(true);
+  if (server_->config().send_proxy != 0) writeProxyHeader(*stream_, *server_);
+  // TLS to the server: after the PROXY header (which goes out in clear), before the
+  // hand-over; `timeout connect` keeps running over the handshake, and a failed handshake
+  // is a failed attempt (retried, then 502). onStreamTlsReady continues.
+  if (const tls::ClientContext* tls = wg_.gen().serverTls(backend_.index(), server_->index())) {
+    if (int rc = tls::startTls(*stream_, *tls); rc != 0) {
+      logWarning("backend \"{}\": server \"{}\": cannot start TLS: {}", backend_.name(),
+                 server_->name(), uv_strerror(rc));
+      return retry(false, "TLS handshake failed");
+    }
+    return;
+  }
+  handOver();
+}
+
+void Connector::onStreamTlsReady(Stream& s, int status) {
+  if (status != 0) {
+    logWarning("backend \"{}\": server \"{}\": TLS handshake failed: {}", backend_.name(),
+               server_->name(), s.tlsError());
+    return retry(false, "TLS handshake failed");
+  }
+  if (const tls::Info* i = tls::tlsInfo(s))
+    logDebug("backend \"{}\": server \"{}\": TLS: {} {}, alpn \"{}\", {}", backend_.name(),
+             server_->name(), i->version, i->cipher, i->alpn,
+             i->resumed ? "resumed" : "new session");
+  handOver();
+}
+
+void Connector::handOver() {
   timer_->stop();
   StreamPtr out = std::move(stream_);
+  // With TLS the stream was reading for the handshake: stopped, so that the owner's
+  // readStart() also delivers what came meanwhile.
+  out->readStop();
   out->setHandler(nullptr);
-  out->setNoDelay(true);
   Server* srv = server_;
   srv->observe(true, "connected");
-  if (srv->config().send_proxy != 0) writeProxyHeader(*out, *srv);
   server_ = nullptr;                         // the owner holds the slot now
   owner_.onConnected(std::move(out), *srv);  // may destroy us: last statement
 }
@@ -149,11 +181,13 @@ void Connector::onTimer(void* ctx) {
   self->retry(self->stream_ != nullptr);
 }
 
-void Connector::retry(bool timed_out) {
+void Connector::retry(bool timed_out, const char* why) {
   timer_->stop();
   stream_.reset();
   server_->countConnectError();
-  server_->observe(false, timed_out ? "connect timeout" : "connection refused");
+  server_->observe(false, why != nullptr ? why
+                          : timed_out    ? "connect timeout"
+                                         : "connection refused");
   const BackendConfig& cfg = backend_.config();
   if (attempts_ > cfg.retries) {
     logWarning("backend \"{}\": server \"{}\": connect {} after {} attempt(s)", cfg.name,

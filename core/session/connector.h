@@ -57,8 +57,11 @@ class Connector : private StreamHandler {
   void onStreamEof(Stream&) override {}
   void onStreamError(Stream&, int) override {}
   void onStreamConnected(Stream& s, int status) override;
+  void onStreamTlsReady(Stream& s, int status) override;  // TLS to the server (tls.enabled)
+  void handOver();
   static void onTimer(void* ctx);
-  void retry(bool timed_out);
+  /// `why`: the reason given to the server's observe(); null: from `timed_out`.
+  void retry(bool timed_out, const char* why = nullptr);
 
   EventLoop& loop_;
   WorkerGeneration& wg_;

@@ -11,6 +11,12 @@
 
 namespace crescent::core {
 
+namespace tls {
+class Contexts;
+class ServerContext;
+class ClientContext;
+}  // namespace tls
+
 /// Counters of one frontend, shared by the workers.
 struct FrontendStats {
   std::atomic<int> cur{0};         ///< open client connections
@@ -23,9 +29,16 @@ struct FrontendStats {
 /// through std::shared_ptr; sessions keep their generation alive until they end.
 class Generation {
  public:
-  Generation(uint64_t id, std::shared_ptr<const Config> config);
+  /// `tls`: the TLS contexts built from `config` (tls::buildContexts()); null when
+  /// nothing in it uses TLS.
+  Generation(uint64_t id, std::shared_ptr<const Config> config,
+             std::shared_ptr<const tls::Contexts> tls = nullptr);
   uint64_t id() const { return id_; }
   const Config& config() const { return *config_; }
+  /// The TLS context of a bind ([frontend][bind]); null: that bind is plain TCP.
+  const tls::ServerContext* bindTls(size_t frontend, size_t bind) const;
+  /// The TLS context of a server ([backend][server]); null: no TLS to that server.
+  const tls::ClientContext* serverTls(size_t backend, size_t server) const;
   Backend& backend(size_t i) { return *backends_[i]; }
   size_t backendCount() const { return backends_.size(); }
   FrontendStats& frontendStats(size_t i) { return *frontend_stats_[i]; }
@@ -33,6 +46,7 @@ class Generation {
  private:
   uint64_t id_;
   std::shared_ptr<const Config> config_;
+  std::shared_ptr<const tls::Contexts> tls_;  // may be null
   std::vector<std::unique_ptr<Backend>> backends_;
   std::vector<std::unique_ptr<FrontendStats>> frontend_stats_;
 };

@@ -5,6 +5,7 @@
 #include "core/base/log.h"
 #include "core/session/http_session.h"
 #include "core/session/tcp_session.h"
+#include "core/tls/tls_stream.h"
 
 namespace crescent::core {
 
@@ -25,7 +26,7 @@ void startFrontendSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg
 void startSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, size_t frontend_index,
                   size_t bind_index, StreamPtr client) {
   const BindConfig& bind = wg->config().frontends[frontend_index].binds[bind_index];
-  if (bind.accept_proxy) {
+  if (bind.accept_proxy || bind.tls.enabled()) {
     auto* h = new Handshake(w, std::move(wg), frontend_index, bind_index, std::move(client));
     w.addSession(h);
     h->start();
@@ -54,11 +55,13 @@ void Handshake::start() {
   uint64_t ms = t.handshake > 0 ? t.handshake : t.client;
   if (ms > 0) timer_->start(ms);
   client_->setHandler(this);
+  if (!wg_->config().frontends[fe_index_].binds[bind_index_].accept_proxy)
+    return proxyDone(Buffer());  // TLS only
   client_->readStart();
 }
 
 void Handshake::onStreamData(Stream&, Buffer data) {
-  if (done_) return;
+  if (done_ || in_tls_) return;  // with TLS, nothing is delivered before onStreamTlsReady
   size_t n = parser_.feed(data.data(), data.size());
   switch (parser_.state()) {
     case proxy::Parser::State::kNeedMore:
@@ -67,7 +70,7 @@ void Handshake::onStreamData(Stream&, Buffer data) {
       return fail(parser_.error());
     case proxy::Parser::State::kDone:
       data.consume(n);
-      return handOff(std::move(data));
+      return proxyDone(std::move(data));
   }
 }
 
@@ -82,6 +85,7 @@ void Handshake::onStreamError(Stream&, int err) {
 
 void Handshake::onTimer(void* ctx) {
   auto* self = static_cast<Handshake*>(ctx);
+  if (self->in_tls_) return self->fail("timeout during the TLS handshake");
   self->fail(self->parser_.consumed() > 0 ? "timeout in the middle of the PROXY header"
                                           : "timeout waiting for the PROXY header");
 }
@@ -104,19 +108,52 @@ void Handshake::fail(const std::string& why) {
   w_.endSession(this);
 }
 
+// The PROXY header is complete, or none is expected: record the addresses, then TLS (when
+// the bind has it) or the session.
+void Handshake::proxyDone(Buffer rest) {
+  if (wg_->config().frontends[fe_index_].binds[bind_index_].accept_proxy) {
+    const proxy::Header& h = parser_.header();
+    if (h.has_addresses) {
+      info_.src = h.src;
+      info_.dst = h.dst;
+    } else {  // LOCAL / UNKNOWN: the real endpoints
+      info_.src = peer_;
+      info_.dst = client_->localAddress();
+    }
+    info_.proxy = std::make_shared<const proxy::Header>(h);
+  } else {
+    info_.src = peer_;
+    info_.dst = client_->localAddress();
+  }
+  const tls::ServerContext* tls = wg_->gen().bindTls(fe_index_, bind_index_);
+  if (tls == nullptr) {
+    if (wg_->config().frontends[fe_index_].binds[bind_index_].tls.enabled())
+      return fail("no TLS context for this bind");  // never plaintext on a TLS bind
+    return handOff(std::move(rest));
+  }
+  // TLS termination (DESIGN §4): the bytes that came after the header are the start of
+  // the ClientHello. onStreamTlsReady continues.
+  in_tls_ = true;
+  if (int rc = tls::startTls(*client_, *tls, std::move(rest)); rc != 0)
+    fail(std::string("cannot start TLS: ") + uv_strerror(rc));
+}
+
+void Handshake::onStreamTlsReady(Stream& s, int status) {
+  if (done_) return;
+  if (status != 0) return fail("TLS handshake failed: " + s.tlsError());
+  if (const tls::Info* i = tls::tlsInfo(s)) {
+    const FrontendConfig& fe = wg_->config().frontends[fe_index_];
+    logInfo("frontend \"{}\": bind {}: TLS from {}: {} {}, sni \"{}\", alpn \"{}\", {}", fe.name,
+            fe.binds[bind_index_].text, info_.src.toString(), i->version, i->cipher, i->sni,
+            i->alpn, i->resumed ? "resumed" : "new session");
+  }
+  handOff(Buffer());  // the session reads plaintext from the same stream
+}
+
 void Handshake::handOff(Buffer rest) {
   done_ = true;
   timer_->stop();
-  const proxy::Header& h = parser_.header();
-  ConnectionInfo info;
-  if (h.has_addresses) {
-    info.src = h.src;
-    info.dst = h.dst;
-  } else {  // LOCAL / UNKNOWN: the real endpoints
-    info.src = peer_;
-    info.dst = client_->localAddress();
-  }
-  info.proxy = std::make_shared<const proxy::Header>(h);
+  ConnectionInfo info = std::move(info_);
   if (!rest.empty()) info.early = std::move(rest);
   client_->readStop();
   client_->setHandler(nullptr);

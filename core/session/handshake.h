@@ -21,13 +21,16 @@ void startSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, size_t
 void startFrontendSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg,
                           size_t frontend_index, StreamPtr client, ConnectionInfo info);
 
-/// The accept-side handshake of one connection on a bind with `accept_proxy`: reads the
-/// PROXY v1/v2 header (a header split across reads is waited for, up to `timeout
-/// handshake`, default `timeout client`), then hands the connection, the addresses it
-/// carries and the bytes after it to the frontend's session. Anything that is not a
-/// valid header, a close, or the timeout ends the connection with one warning line
-/// naming the frontend, the peer and the reason. Nothing is guessed: without a header
-/// no byte reaches the session.
+/// The accept-side handshake of one connection on a bind with `accept_proxy` and/or
+/// `tls`: reads the PROXY v1/v2 header (a header split across reads is waited for), then
+/// runs the TLS handshake (its first bytes may have come with the header), all within
+/// `timeout handshake` (default `timeout client`), then hands the connection, the
+/// addresses the header carries and the bytes after it to the frontend's session (with
+/// TLS, the session reads plaintext from the same Stream). Anything that is not a valid
+/// header, a failed TLS handshake, a close, or the timeout ends the connection with one
+/// warning line naming the frontend, the peer and the reason. Nothing is guessed:
+/// without a header no byte reaches the session. A TLS handshake that succeeds is logged
+/// with one info line (version, cipher, SNI, ALPN, resumed).
 ///
 /// A Session of its own (linked into the worker's list, so a hard stop reaches it).
 class Handshake final : public Session, private StreamHandler {
@@ -43,8 +46,10 @@ class Handshake final : public Session, private StreamHandler {
   void onStreamData(Stream& s, Buffer data) override;
   void onStreamEof(Stream& s) override;
   void onStreamError(Stream& s, int err) override;
+  void onStreamTlsReady(Stream& s, int status) override;
   static void onTimer(void* ctx);
   void fail(const std::string& why);
+  void proxyDone(Buffer rest);
   void handOff(Buffer rest);
 
   WorkerContext& w_;
@@ -55,6 +60,8 @@ class Handshake final : public Session, private StreamHandler {
   TimerPtr timer_;
   proxy::Parser parser_;
   Address peer_;
+  ConnectionInfo info_;  // filled as the steps complete
+  bool in_tls_ = false;  // the PROXY step is over; the TLS handshake runs
   bool done_ = false;
 };
 
