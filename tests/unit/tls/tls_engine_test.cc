@@ -338,6 +338,29 @@ TEST_F(TlsEngineTest, TicketsResumeAcrossOneKeyRotation) {
   EXPECT_TRUE(connect());
 }
 
+// tickets = false: no ticket is issued; the bind's session cache still resumes.
+TEST_F(TlsEngineTest, WithoutTicketsTheSessionCacheResumes) {
+  TlsBindConfig cfg;
+  cfg.certs = {{path("site.pem"), ""}};
+  cfg.tickets = false;
+  auto sc = ServerContext::create(cfg);
+  ASSERT_TRUE(sc.ok()) << sc.message();
+  EXPECT_NE(SSL_CTX_get_options((*sc)->ctx()) & SSL_OP_NO_TICKET, 0u);
+  auto cc = client("ca.crt", "site.test");
+  bool resumed[2];
+  for (bool& r : resumed) {
+    auto s = Engine::accept(**sc);
+    auto c = Engine::connect(*cc);
+    ASSERT_TRUE(testing::handshake(*c, *s)) << c->error();
+    ASSERT_TRUE(s->write("hi", 2));
+    testing::transfer(*s, *c);
+    EXPECT_EQ(testing::drain(*c), "hi");
+    r = s->info().resumed;
+  }
+  EXPECT_FALSE(resumed[0]);
+  EXPECT_TRUE(resumed[1]);
+}
+
 TEST_F(TlsEngineTest, SeparateKeyFileAndCombinedPem) {
   TlsBindConfig cfg;
   cfg.certs.push_back({path("site.crt"), path("site.key")});
@@ -422,6 +445,12 @@ TEST_F(TlsEngineTest, BuildContextsPlacesErrorsInTheConfig) {
             "file or directory");
 
   config.frontends[0].binds[1].tls.certs = {{path("site.pem"), ""}};
+  config.backends[0].servers[0].tls.ca = path("site.key");  // no certificate in it
+  bad = buildContexts(config);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.message(), "cfg.lua:9: backend \"b\": server \"s1\": cannot load CA file \"" +
+                               path("site.key") + "\": no certificate or crl found");
+
   config.backends[0].servers[0].tls.ca = "missing-ca.pem";
   bad = buildContexts(config);
   ASSERT_FALSE(bad.ok());
