@@ -156,6 +156,9 @@ void Server::observe(bool ok, const char* what, bool layer7) {
   const HealthCheckConfig& c = config_.check;
   if (c.observe == HealthCheckConfig::Observe::kNone) return;
   if (layer7 && c.observe == HealthCheckConfig::Observe::kLayer4) return;
+  // With layer7, a connection that opens says nothing about the responses: only a good
+  // response ends a run of errors.
+  if (ok && !layer7 && c.observe == HealthCheckConfig::Observe::kLayer7) return;
   if (ok) {
     observed_errors_.store(0, std::memory_order_relaxed);
     return;
