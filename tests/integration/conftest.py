@@ -335,7 +335,9 @@ def crescent(request, tmp_path):
 # ---------------------------------------------------------------------------
 # nginx
 
-NGINX_CONF = """
+# The start of every test nginx's config (format with prefix=): no daemon, one worker,
+# every path under the instance's prefix. A test adds its http {} contents and "}".
+NGINX_HEAD = """
 daemon off;
 master_process off;
 worker_processes 1;
@@ -343,14 +345,17 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
 events {{ worker_connections 1024; }}
 http {{
-    log_format t '$remote_addr conn=$connection reqs=$connection_requests "$request" '
-                 '$status $body_bytes_sent xff="$http_x_forwarded_for"';
-    access_log {prefix}/access.log t;
     client_body_temp_path {prefix}/tmp/body;
     proxy_temp_path {prefix}/tmp/proxy;
     fastcgi_temp_path {prefix}/tmp/fastcgi;
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
+"""
+
+NGINX_CONF = NGINX_HEAD + """
+    log_format t '$remote_addr conn=$connection reqs=$connection_requests "$request" '
+                 '$status $body_bytes_sent xff="$http_x_forwarded_for"';
+    access_log {prefix}/access.log t;
     default_type application/octet-stream;
     keepalive_requests 10000;
     keepalive_timeout 60s;

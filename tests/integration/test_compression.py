@@ -16,22 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SLOW, Process, addr, curl, free_port, recv_all
+from conftest import NGINX_HEAD, SLOW, Process, addr, curl, free_port, recv_all
 
-NGINX_CONF = """
-daemon off;
-master_process off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 256; }}
-http {{
+NGINX_CONF = NGINX_HEAD + """
     access_log {prefix}/access.log;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
     types {{
         text/html html;
         text/plain txt;

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import SLOW, Process, addr, free_port, wait_until
+from conftest import NGINX_HEAD, SLOW, Process, addr, free_port, wait_until
 
 CLIENT_IP = "127.0.0.5"
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -183,20 +183,8 @@ backend "hap" {{ server "haproxy" {{ "127.0.0.1:{h_port}", send_proxy = "{versio
     assert line.startswith(f"{CLIENT_IP}:"), line
 
 
-NGINX_PP_CONF = """
-daemon off;
-master_process off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 64; }}
-http {{
+NGINX_PP_CONF = NGINX_HEAD + """
     access_log {prefix}/access.log;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
     server {{
         listen 127.0.0.1:{port} proxy_protocol;
         location / {{

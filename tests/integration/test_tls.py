@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SLOW, Process, addr, curl, free_port, run_crescent, wait_until
+from conftest import NGINX_HEAD, SLOW, Process, addr, curl, free_port, run_crescent, wait_until
 
 # ---------------------------------------------------------------------------
 # Certificates (openssl CLI)
@@ -79,20 +79,8 @@ def subject_cn(output):
 # ---------------------------------------------------------------------------
 # An nginx serving HTTPS (a copy of conftest's plain one, with ssl)
 
-NGINX_TLS_CONF = """
-daemon off;
-master_process off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 1024; }}
-http {{
+NGINX_TLS_CONF = NGINX_HEAD + """
     access_log {prefix}/access.log;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
     default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{port} ssl;
