@@ -14,30 +14,16 @@ namespace crescent::lua {
 
 namespace {
 
-int raise(lua_State* L, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  return kRaise;
-}
-
 ActiveCall& appletCall(lua_State* L) {
   return checkCall(L, 1, kAppletMeta, "applet", "service");
 }
 
-std::string_view checkView(lua_State* L, int idx) {
-  size_t len = 0;
-  const char* s = luaL_checklstring(L, idx, &len);
-  return {s, len};
-}
-
 int checkNotStarted(lua_State* L, const ServiceCall& svc, const char* method) {
   if (svc.started) {
-    return raise(L,
-                 "applet:%s: the response has already started (call it before "
-                 "start_response and send)",
-                 method);
+    return raiseFormat(L,
+                       "applet:%s: the response has already started (call it before "
+                       "start_response and send)",
+                       method);
   }
   return 0;
 }
@@ -51,7 +37,7 @@ int appletReceive(lua_State* L) {
   size_t n = left;
   if (!lua_isnoneornil(L, 2)) {
     lua_Number want = luaL_checknumber(L, 2);
-    if (want < 0) return raise(L, "applet:receive: negative size");
+    if (want < 0) return raiseFormat(L, "applet:receive: negative size");
     if (want < static_cast<lua_Number>(left)) n = static_cast<size_t>(want);
   }
   lua_pushlstring(L, svc.body.data() + svc.read, n);
@@ -65,10 +51,10 @@ int appletSetStatus(lua_State* L) {
   std::string_view reason = lua_isnoneornil(L, 3) ? std::string_view() : checkView(L, 3);
   if (checkNotStarted(L, *call.service, "set_status") == kRaise) return kRaise;
   if (code != static_cast<int>(code) || code < 100 || code > 599) {
-    return raise(L, "applet:set_status: invalid status %f (expected 100..599)", code);
+    return raiseFormat(L, "applet:set_status: invalid status %f (expected 100..599)", code);
   }
   if (!isHeaderValue(reason)) {
-    return raise(L, "applet:set_status: invalid reason (contains CR, LF or NUL)");
+    return raiseFormat(L, "applet:set_status: invalid reason (contains CR, LF or NUL)");
   }
   core::ServiceResponse& r = *call.service->response;
   r.status = static_cast<int>(code);
@@ -82,11 +68,12 @@ int appletAddHeader(lua_State* L) {
   std::string_view value = checkView(L, 3);
   if (checkNotStarted(L, *call.service, "add_header") == kRaise) return kRaise;
   if (!isHeaderName(name)) {
-    return raise(L, "applet:add_header: invalid header name \"%s\"", std::string(name).c_str());
+    return raiseFormat(L, "applet:add_header: invalid header name \"%s\"",
+                       std::string(name).c_str());
   }
   if (!isHeaderValue(value)) {
-    return raise(L, "applet:add_header: invalid value for \"%s\" (contains CR, LF or NUL)",
-                 std::string(name).c_str());
+    return raiseFormat(L, "applet:add_header: invalid value for \"%s\" (contains CR, LF or NUL)",
+                       std::string(name).c_str());
   }
   call.service->response->headers.emplace_back(std::string(name), std::string(value));
   return 0;
@@ -150,7 +137,7 @@ int appletIndex(lua_State* L) {
 }
 
 int appletReadOnly(lua_State* L) {
-  return raise(L, "applet is read-only (keep your data in local variables)");
+  return raiseFormat(L, "applet is read-only (keep your data in local variables)");
 }
 
 }  // namespace

@@ -106,16 +106,6 @@ namespace {
 constexpr const char* kBalancerStateKey = "crescent.balancer_state";
 constexpr const char* kCandidatesKey = "crescent.balancer_candidates";
 
-// Pushes registry[key] (a table, created on first use).
-void pushRegistryTable(lua_State* L, const char* key) {
-  lua_getfield(L, LUA_REGISTRYINDEX, key);
-  if (lua_istable(L, -1)) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, key);
-}
-
 }  // namespace
 
 std::string HookRunner::pushBalancerState(const core::LuaBalancerConfig& lb,

@@ -1,5 +1,7 @@
 #include "lua/lua_util.h"
 
+#include <cstdarg>
+
 namespace crescent::lua {
 
 std::string describeError(lua_State* L, int idx) {
@@ -91,6 +93,29 @@ std::optional<bool> boolField(lua_State* L, int idx, const char* key) {
   if (lua_type(L, -1) == LUA_TBOOLEAN) out = lua_toboolean(L, -1) != 0;
   lua_pop(L, 1);
   return out;
+}
+
+int raiseFormat(lua_State* L, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return kRaise;
+}
+
+std::string_view checkView(lua_State* L, int idx) {
+  size_t len = 0;
+  const char* s = luaL_checklstring(L, idx, &len);
+  return {s, len};
+}
+
+void pushRegistryTable(lua_State* L, const char* key) {
+  lua_getfield(L, LUA_REGISTRYINDEX, key);
+  if (lua_istable(L, -1)) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, key);
 }
 
 bool indexMethodOrKey(lua_State* L, std::string_view& key) {

@@ -84,6 +84,17 @@ std::optional<std::string> stringField(lua_State* L, int idx, const char* key);
 std::optional<int64_t> intField(lua_State* L, int idx, const char* key);
 std::optional<bool> boolField(lua_State* L, int idx, const char* key);
 
+/// Pushes a message formatted like lua_pushfstring and returns kRaise, for a binding
+/// body to `return raiseFormat(L, ...)` (the trampoline raises it).
+int raiseFormat(lua_State* L, const char* fmt, ...);
+
+/// The string argument at `idx` as a view (valid while the value stays on the stack);
+/// a type error (luaL_checklstring) when it is not a string.
+std::string_view checkView(lua_State* L, int idx);
+
+/// Pushes the table registry[key], creating it on first use.
+void pushRegistryTable(lua_State* L, const char* key);
+
 /// Registry keys (lua_setfield(L, LUA_REGISTRYINDEX, ...)).
 inline constexpr const char* kHooksKey = "crescent.hooks";
 inline constexpr const char* kConfigCtxKey = "crescent.config_ctx";

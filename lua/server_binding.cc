@@ -20,23 +20,9 @@ constexpr const char* kServerCacheKey = "crescent.server_objects";
 constexpr const char* kBackendCacheKey = "crescent.backend_objects";
 constexpr const char* kGenerationKey = "crescent.generation";
 
-int raise(lua_State* L, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  return kRaise;
-}
-
 core::Server& checkServer(lua_State* L, int idx) {
   auto** p = static_cast<core::Server**>(luaL_checkudata(L, idx, kServerMeta));
   return **p;
-}
-
-std::string_view checkView(lua_State* L, int idx) {
-  size_t len = 0;
-  const char* s = luaL_checklstring(L, idx, &len);
-  return {s, len};
 }
 
 // server:set_state("ready" | "drain" | "maint")
@@ -51,8 +37,9 @@ int serverSetState(lua_State* L) {
   } else if (st == "maint") {
     a = core::AdminState::kMaint;
   } else {
-    return raise(L, "server:set_state: expected \"ready\", \"drain\" or \"maint\" (got \"%s\")",
-                 std::string(st).c_str());
+    return raiseFormat(L,
+                       "server:set_state: expected \"ready\", \"drain\" or \"maint\" (got \"%s\")",
+                       std::string(st).c_str());
   }
   s.setAdmin(a, "Lua");
   return 0;
@@ -61,7 +48,7 @@ int serverSetState(lua_State* L) {
 int checkInt(lua_State* L, int idx, const char* what, int lo, int hi, int& out) {
   lua_Number n = luaL_checknumber(L, idx);
   if (n != static_cast<lua_Number>(static_cast<int64_t>(n)) || n < lo || n > hi) {
-    return raise(L, "%s: expected an integer between %d and %d (got %f)", what, lo, hi, n);
+    return raiseFormat(L, "%s: expected an integer between %d and %d (got %f)", what, lo, hi, n);
   }
   out = static_cast<int>(n);
   return 0;
@@ -168,7 +155,7 @@ int serverIndex(lua_State* L) {
 }
 
 int serverReadOnly(lua_State* L) {
-  return raise(L, "server objects are read-only (use set_state, set_weight, set_maxconn)");
+  return raiseFormat(L, "server objects are read-only (use set_state, set_weight, set_maxconn)");
 }
 
 int serverToString(lua_State* L) {
@@ -202,14 +189,14 @@ int libServer(lua_State* L) {
   std::string_view path = checkView(L, 1);
   core::Generation* g = generationOf(L);
   if (g == nullptr) {
-    return raise(L,
-                 "crescent.server: servers exist once the configuration is loaded (call it "
-                 "from a hook)");
+    return raiseFormat(L,
+                       "crescent.server: servers exist once the configuration is loaded (call it "
+                       "from a hook)");
   }
   size_t slash = path.find('/');
   if (slash == std::string_view::npos) {
-    return raise(L, "crescent.server: expected \"backend/server\" (got \"%s\")",
-                 std::string(path).c_str());
+    return raiseFormat(L, "crescent.server: expected \"backend/server\" (got \"%s\")",
+                       std::string(path).c_str());
   }
   int bi = g->config().findBackend(path.substr(0, slash));
   core::Server* s = bi < 0 ? nullptr : g->backend(bi).findServer(path.substr(slash + 1));
@@ -226,9 +213,9 @@ int libBackend(lua_State* L) {
   std::string_view name = checkView(L, 1);
   core::Generation* g = generationOf(L);
   if (g == nullptr) {
-    return raise(L,
-                 "crescent.backend: backends exist once the configuration is loaded (call "
-                 "it from a hook)");
+    return raiseFormat(L,
+                       "crescent.backend: backends exist once the configuration is loaded (call "
+                       "it from a hook)");
   }
   int bi = g->config().findBackend(name);
   if (bi < 0) {
@@ -237,15 +224,6 @@ int libBackend(lua_State* L) {
     pushBackend(L, g->backend(bi));
   }
   return 1;
-}
-
-void cacheTable(lua_State* L, const char* key) {
-  lua_getfield(L, LUA_REGISTRYINDEX, key);
-  if (lua_istable(L, -1)) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, key);
 }
 
 }  // namespace
@@ -292,7 +270,7 @@ void attachGeneration(lua_State* L, core::Generation& gen) {
 }
 
 void pushServer(lua_State* L, core::Server& server) {
-  cacheTable(L, kServerCacheKey);
+  pushRegistryTable(L, kServerCacheKey);
   lua_pushlightuserdata(L, &server);
   lua_rawget(L, -2);
   if (!lua_isnil(L, -1)) {
@@ -320,7 +298,7 @@ core::Server* toServer(lua_State* L, int idx) {
 }
 
 void pushBackend(lua_State* L, core::Backend& backend) {
-  cacheTable(L, kBackendCacheKey);
+  pushRegistryTable(L, kBackendCacheKey);
   lua_pushlightuserdata(L, &backend);
   lua_rawget(L, -2);
   if (!lua_isnil(L, -1)) {

@@ -19,26 +19,11 @@ using core::HookDecision;
 
 namespace {
 
-// Pushes a formatted message and returns kRaise (the trampoline raises it).
-int raise(lua_State* L, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  return kRaise;
-}
-
 ActiveCall& txnCall(lua_State* L) {
   return checkCall(L, 1, kTxnMeta, "txn", "hook");
 }
 ActiveCall& reqCall(lua_State* L) {
   return checkCall(L, 1, kReqMeta, "txn", "hook");
-}
-
-std::string_view checkView(lua_State* L, int idx) {
-  size_t len = 0;
-  const char* s = luaL_checklstring(L, idx, &len);
-  return {s, len};
 }
 
 // txn.req ----------------------------------------------------------------------------
@@ -66,11 +51,12 @@ int checkField(lua_State* L, const char* method, std::string_view& name, std::st
   name = checkView(L, 2);
   value = checkView(L, 3);
   if (!isHeaderName(name)) {
-    return raise(L, "txn.req:%s: invalid header name \"%s\"", method, std::string(name).c_str());
+    return raiseFormat(L, "txn.req:%s: invalid header name \"%s\"", method,
+                       std::string(name).c_str());
   }
   if (!isHeaderValue(value)) {
-    return raise(L, "txn.req:%s: invalid value for \"%s\" (contains CR, LF or NUL)", method,
-                 std::string(name).c_str());
+    return raiseFormat(L, "txn.req:%s: invalid value for \"%s\" (contains CR, LF or NUL)", method,
+                       std::string(name).c_str());
   }
   return 0;
 }
@@ -104,12 +90,12 @@ int reqSetPath(lua_State* L) {
   ActiveCall& call = reqCall(L);
   std::string_view path = checkView(L, 2);
   if (path.empty() || path[0] != '/') {
-    return raise(L, "txn.req:set_path: the path must start with \"/\"");
+    return raiseFormat(L, "txn.req:set_path: the path must start with \"/\"");
   }
   for (char c : path) {
     unsigned char u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u == 0x7f || c == '?' || c == '#') {
-      return raise(L, "txn.req:set_path: invalid character in path (space, control, ? or #)");
+      return raiseFormat(L, "txn.req:set_path: invalid character in path (space, control, ? or #)");
     }
   }
   core::HttpHead& req = call.ctx->req;
@@ -118,8 +104,8 @@ int reqSetPath(lua_State* L) {
   if (target.empty() || target[0] != '/') {
     size_t scheme = target.find("://");
     if (scheme == std::string_view::npos) {
-      return raise(L, "txn.req:set_path: the request target \"%s\" has no path",
-                   std::string(target).c_str());
+      return raiseFormat(L, "txn.req:set_path: the request target \"%s\" has no path",
+                         std::string(target).c_str());
     }
     start = target.find_first_of("/?", scheme + 3);
     if (start == std::string_view::npos) start = target.size();
@@ -173,11 +159,11 @@ const char* decisionName(HookDecision::Kind k) {
 
 int checkUndecided(lua_State* L, ActiveCall& call, const char* method) {
   if (call.decision == nullptr) {
-    return raise(L, "txn:%s: only an http_request hook can decide (not a balancer)", method);
+    return raiseFormat(L, "txn:%s: only an http_request hook can decide (not a balancer)", method);
   }
   if (call.decision->kind != HookDecision::Kind::kContinue) {
-    return raise(L, "txn:%s: the hook already decided (txn:%s was called)", method,
-                 decisionName(call.decision->kind));
+    return raiseFormat(L, "txn:%s: the hook already decided (txn:%s was called)", method,
+                       decisionName(call.decision->kind));
   }
   return 0;
 }
@@ -185,7 +171,7 @@ int checkUndecided(lua_State* L, ActiveCall& call, const char* method) {
 int checkStatus(lua_State* L, int idx, const char* method, int dflt, int& status) {
   lua_Number n = lua_isnoneornil(L, idx) && dflt != 0 ? dflt : luaL_checknumber(L, idx);
   if (n != static_cast<int>(n) || n < 100 || n > 599) {
-    return raise(L, "txn:%s: invalid status %f (expected 100..599)", method, n);
+    return raiseFormat(L, "txn:%s: invalid status %f (expected 100..599)", method, n);
   }
   status = static_cast<int>(n);
   return 0;
@@ -198,14 +184,14 @@ int collectHeaders(lua_State* L, int idx, const char* what,
   while (lua_next(L, idx) != 0) {
     if (lua_type(L, -2) != LUA_TSTRING) {
       lua_pop(L, 2);
-      return raise(L, "%s: header names must be strings", what);
+      return raiseFormat(L, "%s: header names must be strings", what);
     }
     size_t nlen = 0;
     const char* n = lua_tolstring(L, -2, &nlen);
     std::string name(n, nlen);
     if (!isHeaderName(name)) {
       lua_pop(L, 2);
-      return raise(L, "%s: invalid header name \"%s\"", what, name.c_str());
+      return raiseFormat(L, "%s: invalid header name \"%s\"", what, name.c_str());
     }
     int count = lua_istable(L, -1) ? static_cast<int>(lua_objlen(L, -1)) : 1;
     for (int i = 1; i <= count; ++i) {
@@ -219,7 +205,7 @@ int collectHeaders(lua_State* L, int idx, const char* what,
                           : nullptr;
       if (v == nullptr || !isHeaderValue(std::string_view(v, vlen))) {
         lua_pop(L, 3);
-        return raise(L, "%s: invalid value for header \"%s\"", what, name.c_str());
+        return raiseFormat(L, "%s: invalid value for header \"%s\"", what, name.c_str());
       }
       out.emplace_back(name, std::string(v, vlen));
       lua_pop(L, 1);
@@ -276,11 +262,11 @@ int txnUseBackend(lua_State* L) {
   std::string mode = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
   lua_pop(L, 3);
   if (mode.empty()) {
-    return raise(L, "txn:use_backend: no backend named \"%s\"", std::string(name).c_str());
+    return raiseFormat(L, "txn:use_backend: no backend named \"%s\"", std::string(name).c_str());
   }
   if (mode != "http") {
-    return raise(L, "txn:use_backend: backend \"%s\" is in %s mode", std::string(name).c_str(),
-                 mode.c_str());
+    return raiseFormat(L, "txn:use_backend: backend \"%s\" is in %s mode",
+                       std::string(name).c_str(), mode.c_str());
   }
   call.decision->kind = HookDecision::Kind::kUseBackend;
   call.decision->backend = std::string(name);
@@ -382,14 +368,13 @@ void pushProxyHeader(lua_State* L, const core::proxy::Header& h) {
 }
 
 int txnReadOnly(lua_State* L) {
-  return raise(L, "txn is read-only (keep your data in local variables)");
+  return raiseFormat(L, "txn is read-only (keep your data in local variables)");
 }
 
 int reqReadOnly(lua_State* L) {
-  return raise(L, "txn.req is read-only (use its methods)");
+  return raiseFormat(L, "txn.req is read-only (use its methods)");
 }
 
-// Creates metatable `name` with __index = indexFn over a methods table, __newindex.
 }  // namespace
 
 void registerTxn(lua_State* L) {

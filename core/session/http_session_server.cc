@@ -505,11 +505,10 @@ void HttpSession::releaseSlot() {
   if (srv_ == nullptr) return;
   Server* s = srv_;
   srv_ = nullptr;
-  const LuaBalancerConfig& lb = wg_->config().backends[backend_ >= 0 ? backend_ : 0].lua_balancer;
-  if (backend_ >= 0 && lb.release_hook > 0 && wg_->scripts() != nullptr) {
-    uint64_t now = w_.loop().now();
-    uint64_t from = t_connect_start_ + t_queue_;
-    uint64_t took = (t_resp_ ? t_resp_ : now) - std::min(from, t_resp_ ? t_resp_ : now);
+  const LuaBalancerConfig& lb = s->backend().config().lua_balancer;
+  if (lb.release_hook > 0 && wg_->scripts() != nullptr) {
+    uint64_t end = t_resp_ ? t_resp_ : w_.loop().now();
+    uint64_t took = end - std::min(t_connect_start_ + t_queue_, end);
     wg_->scripts()->runBalancerRelease(lb, s->backend(), *s, took, status_ > 0 ? status_ : 0,
                                        status_ < 0 || status_ >= 500);
   }

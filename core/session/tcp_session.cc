@@ -141,7 +141,7 @@ void TcpSession::releaseSlot() {
   if (srv_ == nullptr) return;
   Server* s = srv_;
   srv_ = nullptr;
-  const LuaBalancerConfig& lb = wg_->config().backends[backend_].lua_balancer;
+  const LuaBalancerConfig& lb = s->backend().config().lua_balancer;
   if (lb.release_hook > 0 && wg_->scripts() != nullptr) {
     uint64_t now = w_.loop().now();
     wg_->scripts()->runBalancerRelease(lb, s->backend(), *s, now - accept_ms_, 0, false);
