@@ -11,6 +11,7 @@
 #include "core/session/generation.h"
 #include "lua/call_context.h"
 #include "lua/lua_util.h"
+#include "lua/shared_dict_binding.h"
 
 namespace crescent::lua {
 
@@ -252,7 +253,7 @@ void registerCrescentLib(lua_State* L) {
   }
   lua_pop(L, 1);
 
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
   pushGuarded<libHash>(L);
   lua_setfield(L, -2, "hash");
   pushGuarded<libNowMs>(L);
@@ -261,6 +262,8 @@ void registerCrescentLib(lua_State* L) {
   lua_setfield(L, -2, "server");
   pushGuarded<libBackend>(L);
   lua_setfield(L, -2, "backend");
+  pushSharedDictFunction(L);
+  lua_setfield(L, -2, "shared");
   lua_setglobal(L, "crescent");
 }
 
