@@ -33,6 +33,17 @@ struct Loc {
   }
 };
 
+// Octal permissions, e.g. "0660" or "660"; -1 when not that.
+int parseOctalMode(const std::string& text) {
+  if (text.empty() || text.size() > 4) return -1;
+  int m = 0;
+  for (char c : text) {
+    if (c < '0' || c > '7') return -1;
+    m = m * 8 + (c - '0');
+  }
+  return m;
+}
+
 Loc locOf(lua_State* L, int idx, const std::string& label = {}) {
   Loc loc;
   loc.file = stringField(L, idx, "file").value_or("?");
@@ -502,14 +513,8 @@ Status readBind(lua_State* L, int idx, const Loc& frontend, core::FrontendConfig
   b.user = stringField(L, idx, "user").value_or("");
   b.group = stringField(L, idx, "group").value_or("");
   if (auto mode = stringField(L, idx, "mode")) {
-    // Octal permissions, e.g. "0660" or "660".
-    int m = 0;
-    bool ok = !mode->empty() && mode->size() <= 4;
-    for (char c : *mode) {
-      ok = ok && c >= '0' && c <= '7';
-      m = m * 8 + (c - '0');
-    }
-    if (!ok) {
+    int m = parseOctalMode(*mode);
+    if (m < 0) {
       return Status::error(at.prefix() + "mode must be octal permissions like \"0660\" (got \"" +
                            *mode + "\")");
     }
@@ -612,6 +617,17 @@ Result<AclNode> aclNodeFromLua(lua_State* L, int idx) {
 }
 
 Result<std::shared_ptr<core::Config>> buildConfigFromLua(lua_State* L, int idx) {
+  auto readIntList = [L](int t, const char* key, std::vector<int>& out) {
+    lua_getfield(L, t, key);
+    if (lua_istable(L, -1)) {
+      for (size_t i = 1, n = lua_objlen(L, -1); i <= n; ++i) {
+        lua_rawgeti(L, -1, static_cast<int>(i));
+        out.push_back(static_cast<int>(lua_tointeger(L, -1)));
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  };
   idx = absIndex(L, idx);
   int top = lua_gettop(L);
   auto cfg = std::make_shared<core::Config>();
@@ -625,6 +641,19 @@ Result<std::shared_ptr<core::Config>> buildConfigFromLua(lua_State* L, int idx) 
     gc.bufsize = static_cast<uint64_t>(intField(L, g, "bufsize").value_or(gc.bufsize));
     gc.hard_stop_after =
         static_cast<uint64_t>(intField(L, g, "hard_stop_after").value_or(gc.hard_stop_after));
+    gc.max_generations =
+        static_cast<int>(intField(L, g, "max_generations").value_or(gc.max_generations));
+    gc.watch = boolField(L, g, "watch").value_or(false);
+    lua_getfield(L, g, "runtime");
+    if (lua_istable(L, -1)) {
+      // Validated by stdlib/config.lua (socket present, mode octal).
+      int r = lua_gettop(L);
+      gc.runtime.socket = stringField(L, r, "socket").value_or("");
+      gc.runtime.expose_fd_listeners = boolField(L, r, "expose_fd_listeners").value_or(false);
+      if (auto mode = stringField(L, r, "mode")) gc.runtime.mode = parseOctalMode(*mode);
+      if (gc.runtime.mode < 0) gc.runtime.mode = 0600;
+    }
+    lua_pop(L, 1);
     lua_getfield(L, g, "cpu_map");
     if (lua_istable(L, -1)) {
       lua_pushnil(L);
@@ -638,6 +667,17 @@ Result<std::shared_ptr<core::Config>> buildConfigFromLua(lua_State* L, int idx) 
     lua_pop(L, 1);
   }
   lua_settop(L, top);
+
+  readIntList(idx, "reload_hooks", cfg->reload_hooks);
+  lua_getfield(L, idx, "files");
+  if (lua_istable(L, -1)) {
+    for (size_t i = 1, n = lua_objlen(L, -1); i <= n; ++i) {
+      lua_rawgeti(L, -1, static_cast<int>(i));
+      if (const char* f = lua_tostring(L, -1)) cfg->files.emplace_back(f);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
 
   Status st = forEach(L, idx, "backends", [&](int b) { return readBackend(L, b, *cfg); });
   if (st.ok()) st = forEach(L, idx, "frontends", [&](int f) { return readFrontend(L, f, *cfg); });

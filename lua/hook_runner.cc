@@ -308,4 +308,52 @@ bool HookRunner::runCheckExpect(int hook_id, const core::CheckResponse& res,
   return ok;
 }
 
+namespace {
+
+// { id = N, path = "...", frontends = { names }, backends = { names } }: one side of a
+// reload as on_reload(prev, next) sees it.
+void pushGenerationInfo(lua_State* L, uint64_t id, const core::Config* cfg) {
+  lua_createtable(L, 0, 4);
+  lua_pushnumber(L, static_cast<lua_Number>(id));
+  lua_setfield(L, -2, "id");
+  if (cfg == nullptr) return;
+  lua_pushlstring(L, cfg->path.data(), cfg->path.size());
+  lua_setfield(L, -2, "path");
+  lua_createtable(L, static_cast<int>(cfg->frontends.size()), 0);
+  for (size_t i = 0; i < cfg->frontends.size(); ++i) {
+    lua_pushlstring(L, cfg->frontends[i].name.data(), cfg->frontends[i].name.size());
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  lua_setfield(L, -2, "frontends");
+  lua_createtable(L, static_cast<int>(cfg->backends.size()), 0);
+  for (size_t i = 0; i < cfg->backends.size(); ++i) {
+    lua_pushlstring(L, cfg->backends[i].name.data(), cfg->backends[i].name.size());
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  lua_setfield(L, -2, "backends");
+}
+
+}  // namespace
+
+core::Status HookRunner::runReloadHooks(const core::ReloadInfo& info) {
+  if (info.next == nullptr) return core::Status();
+  lua_State* L = state_->L();
+  int top = lua_gettop(L);
+  for (int id : info.next->reload_hooks) {
+    lua_pushcfunction(L, &messageHandler);
+    int handler = lua_gettop(L);
+    if (!state_->pushHook(id)) {
+      lua_settop(L, top);
+      continue;
+    }
+    pushGenerationInfo(L, info.prev_id, info.prev);
+    pushGenerationInfo(L, info.next_id, info.next);
+    std::string error = pcallBudget(2, 0, handler, "on_reload");
+    lua_settop(L, top);
+    // The message carries the hook's file:line (messageHandler keeps the location).
+    if (!error.empty()) return core::Status::error(error);
+  }
+  return core::Status();
+}
+
 }  // namespace crescent::lua

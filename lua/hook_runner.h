@@ -40,6 +40,7 @@ class HookRunner : public core::ScriptRunner {
                           core::Server& server, uint64_t time_ms, int status, bool failed) override;
   bool runCheckExpect(int hook_id, const core::CheckResponse& res, const core::Server& server,
                       std::string& reason) override;
+  core::Status runReloadHooks(const core::ReloadInfo& info) override;
 
   ScriptState& state() { return *state_; }
   uint64_t budgetMs() const { return budget_ms_; }

@@ -206,6 +206,7 @@ local function newContext(opts)
     pending = {},             -- sections named but never given a body, by declaration order
     reload_hooks = {},
     balancers = {},
+    files = {},               -- Lua files the script required (global.watch watches them)
     sealed = false,
   }
 
@@ -531,6 +532,17 @@ local function newContext(opts)
     local file, line = callsite(2)
     local obj = { kind = "global", label = "global", file = file, line = line }
     local out = checkBody(obj, body, schema.global, {})
+    local rt = out.runtime
+    if rt then
+      local at = keyLine(file, line, "runtime")
+      if not rt.socket or rt.socket == "" then
+        fail(file, at, "global: runtime: socket: a UNIX socket path is required")
+      end
+      if rt.mode and not find(rt.mode, "^[0-7][0-7][0-7][0-7]?$") then
+        fail(file, at, format('global: runtime: mode must be octal permissions like "0600" ' ..
+          '(got "%s")', rt.mode))
+      end
+    end
     for k, v in pairs(out) do ctx.global[k] = v end
   end
 
@@ -659,11 +671,12 @@ local function resolve(ctx)
       fe.default_backend_index = target(fe.default_backend, fe.file, line, "default_backend")
     end
   end
-  return { global = ctx.global, frontends = ctx.frontends, backends = ctx.backends }
+  return { global = ctx.global, frontends = ctx.frontends, backends = ctx.backends,
+           reload_hooks = ctx.reload_hooks, files = ctx.files }
 end
 
 -- Sandbox: what a config script (and later its hooks) may use. DESIGN §5.
-local function sandbox(G, dir)
+local function sandbox(G, dir, files)
   local loadfile_ = loadfile
   G.dofile, G.loadfile = nil, nil
   local os_ = os
@@ -712,6 +725,7 @@ local function sandbox(G, dir)
         error(format('require: module "%s" not found (no file "%s")', name, file), 2)
       end
       fh:close()
+      files[#files + 1] = file
       local err
       loader, err = loadfile_(file)
       if not loader then error(fullPath(err, file), 0) end
@@ -735,7 +749,7 @@ function _M.install(opts)
   if opts.text then setSource(opts.path, opts.text) end
   local G = _G
   for k, v in pairs(ctx.globals) do G[k] = v end
-  sandbox(G, opts.dir or "")
+  sandbox(G, opts.dir or "", ctx.files)
   ctx.seal = function() return seal(ctx) end
   ctx.resolve = function() return resolve(ctx) end
   return ctx

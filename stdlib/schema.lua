@@ -77,6 +77,13 @@ _M.global = {
   maxconn = int(0, INT_MAX),
   bufsize = { t = "size", min = 1024, max = 1024 ^ 3 },
   hard_stop_after = DURATION,
+  max_generations = int(0, 1000),
+  watch = BOOL,
+  -- global { runtime = { socket = "/run/crescent.sock", mode = "0600",
+  --                      expose_fd_listeners = true } }: the runtime API (docs/reload.md)
+  runtime = { t = "table", what = "runtime", keys = {
+    socket = { t = "string" }, mode = { t = "string" }, expose_fd_listeners = BOOL,
+  } },
 }
 
 _M.defaults = {

@@ -15,8 +15,8 @@ ConnectionPool::~ConnectionPool() {
   clear();
 }
 
-StreamPtr ConnectionPool::take(const Server* server) {
-  auto it = idle_.find(server);
+StreamPtr ConnectionPool::take(uint64_t key) {
+  auto it = idle_.find(key);
   if (it == idle_.end() || it->second.empty()) return StreamPtr();
   // Most recently used first: its server side is the least likely to have timed out.
   StreamPtr s = std::move(it->second.back().stream);
@@ -27,12 +27,12 @@ StreamPtr ConnectionPool::take(const Server* server) {
   return s;
 }
 
-void ConnectionPool::give(const Server* server, StreamPtr stream) {
-  auto& list = idle_[server];
+void ConnectionPool::give(uint64_t key, StreamPtr stream) {
+  auto& list = idle_[key];
   if (list.size() >= max_idle_) return;  // StreamPtr closes it
   stream->setHandler(this);
   stream->readStart();  // to notice the server closing it
-  list.push_back({server, std::move(stream), loop_.now()});
+  list.push_back({key, std::move(stream), loop_.now()});
   if (!timer_->active()) timer_->start(idle_timeout_);
 }
 

@@ -15,26 +15,28 @@ class Server;
 /// exchange that ends cleanly gives its server connection back; the next exchange to the
 /// same server takes it instead of connecting. An idle connection that the server closes
 /// (or that sends anything) is dropped; one idle longer than the idle timeout is closed.
-/// Not thread-safe. Keys are Server pointers, so pooled connections never cross
-/// generations (a reload gets fresh servers).
+/// Not thread-safe. Keys are Server::poolKey(): a server that a reload keeps (same name,
+/// address and transport) keeps its key, so its idle connections serve the next
+/// generation; a changed or removed server's connections are never taken again and idle
+/// out. Keys are never reused within the process.
 class ConnectionPool : private StreamHandler {
  public:
   explicit ConnectionPool(EventLoop& loop, size_t max_idle_per_server = 64,
                           uint64_t idle_timeout_ms = 10000);
   ~ConnectionPool() override;
 
-  /// An idle connection to `server`, or a null StreamPtr. The caller becomes its owner and
-  /// must set its handler before returning to the loop (the stream is still reading).
-  StreamPtr take(const Server* server);
-  /// Keeps `stream` (connected to `server`, nothing pending in either direction).
-  void give(const Server* server, StreamPtr stream);
+  /// An idle connection to the server of `key`, or a null StreamPtr. The caller becomes its owner
+  /// and must set its handler before returning to the loop (the stream is still reading).
+  StreamPtr take(uint64_t key);
+  /// Keeps `stream` (connected to the server of `key`, nothing pending in either direction).
+  void give(uint64_t key, StreamPtr stream);
   /// Closes every idle connection (worker stop).
   void clear();
   size_t idleCount() const;
 
  private:
   struct Idle {
-    const Server* server;
+    uint64_t key;
     StreamPtr stream;
     uint64_t since;
   };
@@ -47,7 +49,7 @@ class ConnectionPool : private StreamHandler {
   EventLoop& loop_;
   size_t max_idle_;
   uint64_t idle_timeout_;
-  std::unordered_map<const Server*, std::vector<Idle>> idle_;
+  std::unordered_map<uint64_t, std::vector<Idle>> idle_;
   TimerPtr timer_;
 };
 

@@ -30,8 +30,20 @@ const char* adminStateName(AdminState s) {
 
 // Server ---------------------------------------------------------------------------------
 
-Server::Server(Backend& backend, const ServerConfig& cfg, size_t index)
-    : backend_(backend), config_(cfg), index_(index), weight_(cfg.weight), maxconn_(cfg.maxconn) {
+namespace {
+std::atomic<uint64_t> next_pool_key{1};
+}  // namespace
+
+ServerShared::ServerShared() : pool_key(next_pool_key.fetch_add(1, std::memory_order_relaxed)) {}
+
+Server::Server(Backend& backend, const ServerConfig& cfg, size_t index,
+               std::shared_ptr<ServerShared> shared)
+    : backend_(backend),
+      config_(cfg),
+      index_(index),
+      sh_(shared ? std::move(shared) : std::make_shared<ServerShared>()),
+      weight_(cfg.weight),
+      maxconn_(cfg.maxconn) {
   if (!cfg.source.empty()) source_ = std::make_unique<SourcePicker>(cfg.source);
 }
 
@@ -46,12 +58,12 @@ const char* Server::stateName() const {
 }
 
 bool Server::setUp(bool up, const std::string& reason) {
-  bool was = up_.exchange(up, std::memory_order_acq_rel);
+  bool was = sh_->up.exchange(up, std::memory_order_acq_rel);
   if (was == up) return false;
   uint64_t now = monotonicMs();
-  last_change_.store(now, std::memory_order_relaxed);
-  observed_errors_.store(0, std::memory_order_relaxed);
-  if (up) up_since_.store(now, std::memory_order_relaxed);
+  sh_->last_change.store(now, std::memory_order_relaxed);
+  sh_->observed_errors.store(0, std::memory_order_relaxed);
+  if (up) sh_->up_since.store(now, std::memory_order_relaxed);
   int usable = 0;
   for (auto& s : backend_.servers())
     if (s->usable()) ++usable;
@@ -73,9 +85,9 @@ bool Server::setUp(bool up, const std::string& reason) {
 }
 
 bool Server::setAdmin(AdminState s, const std::string& why) {
-  AdminState was = admin_.exchange(s, std::memory_order_acq_rel);
+  AdminState was = sh_->admin.exchange(s, std::memory_order_acq_rel);
   if (was == s) return false;
-  if (was == AdminState::kMaint) up_since_.store(monotonicMs(), std::memory_order_relaxed);
+  if (was == AdminState::kMaint) sh_->up_since.store(monotonicMs(), std::memory_order_relaxed);
   logInfo("server {}/{} state {} -> {} ({})", backend_.name(), name(), adminStateName(was),
           adminStateName(s), why);
   backend_.serversChanged();
@@ -107,7 +119,7 @@ int Server::effectiveWeight(uint64_t now_ms) const {
   int w = weight();
   uint64_t ss = config_.slowstart;
   if (ss == 0 || w == 0) return w;
-  uint64_t since = up_since_.load(std::memory_order_relaxed);
+  uint64_t since = sh_->up_since.load(std::memory_order_relaxed);
   if (since == 0 || now_ms >= since + ss) return w;
   uint64_t elapsed = now_ms > since ? now_ms - since : 0;
   // Round up: a server in slowstart always gets some traffic.
@@ -122,13 +134,13 @@ bool Server::tryAcquire() {
     if (m > 0 && cur >= m) return false;
     if (cur_.compare_exchange_weak(cur, cur + 1, std::memory_order_seq_cst)) break;
   }
-  total_.fetch_add(1, std::memory_order_relaxed);
+  sh_->total.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
 void Server::acquire() {
   cur_.fetch_add(1, std::memory_order_seq_cst);
-  total_.fetch_add(1, std::memory_order_relaxed);
+  sh_->total.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Server::release() {
@@ -140,16 +152,16 @@ void Server::release() {
 
 void Server::recordResponseTime(uint64_t ms) {
   uint64_t sample = std::min<uint64_t>(ms, 1u << 26) * 16;
-  uint64_t old = rtt_x16_.load(std::memory_order_relaxed);
+  uint64_t old = sh_->rtt_x16.load(std::memory_order_relaxed);
   uint64_t next;
   do {
     next = old == 0 ? std::max<uint64_t>(sample, 1) : old - old / 8 + sample / 8;
     if (next == 0) next = 1;
-  } while (!rtt_x16_.compare_exchange_weak(old, next, std::memory_order_relaxed));
+  } while (!sh_->rtt_x16.compare_exchange_weak(old, next, std::memory_order_relaxed));
 }
 
 double Server::responseTimeMs() const {
-  return static_cast<double>(rtt_x16_.load(std::memory_order_relaxed)) / 16.0;
+  return static_cast<double>(sh_->rtt_x16.load(std::memory_order_relaxed)) / 16.0;
 }
 
 void Server::observe(bool ok, const char* what, bool layer7) {
@@ -160,10 +172,10 @@ void Server::observe(bool ok, const char* what, bool layer7) {
   // response ends a run of errors.
   if (ok && !layer7 && c.observe == HealthCheckConfig::Observe::kLayer7) return;
   if (ok) {
-    observed_errors_.store(0, std::memory_order_relaxed);
+    sh_->observed_errors.store(0, std::memory_order_relaxed);
     return;
   }
-  int n = observed_errors_.fetch_add(1, std::memory_order_relaxed) + 1;
+  int n = sh_->observed_errors.fetch_add(1, std::memory_order_relaxed) + 1;
   if (n >= c.error_limit && up()) {
     setUp(false, fmt::format("{} consecutive errors observed on traffic (last: {})", n, what));
   }
@@ -171,10 +183,27 @@ void Server::observe(bool ok, const char* what, bool layer7) {
 
 // Backend ---------------------------------------------------------------------------------
 
-Backend::Backend(const BackendConfig& cfg, size_t index) : config_(cfg), index_(index) {
+Backend::Backend(const BackendConfig& cfg, size_t index, const Backend* prev)
+    : config_(cfg),
+      index_(index),
+      sh_(prev != nullptr ? prev->sh_ : std::make_shared<BackendShared>()) {
   servers_.reserve(cfg.servers.size());
-  for (size_t i = 0; i < cfg.servers.size(); ++i)
-    servers_.push_back(std::make_unique<Server>(*this, cfg.servers[i], i));
+  for (size_t i = 0; i < cfg.servers.size(); ++i) {
+    // A server keeps its state across a reload when it is the same server: same name,
+    // same address, same transport. Anything else is a new server, checked afresh.
+    std::shared_ptr<ServerShared> shared;
+    if (prev != nullptr) {
+      for (const auto& old : prev->servers_) {
+        const ServerConfig& o = old->config();
+        if (o.name == cfg.servers[i].name && o.text == cfg.servers[i].text &&
+            o.tls == cfg.servers[i].tls && o.send_proxy == cfg.servers[i].send_proxy) {
+          shared = old->shared();
+          break;
+        }
+      }
+    }
+    servers_.push_back(std::make_unique<Server>(*this, cfg.servers[i], i, std::move(shared)));
+  }
   server_queues_.resize(servers_.size());
   balancer_ = makeBalancer(*this);
 }
@@ -264,8 +293,8 @@ Backend::Assignment Backend::assign(Server* chosen, QueueTicket::Waiter& waiter,
     ++backend_queued_;
   }
   int q = waiting_.load(std::memory_order_relaxed);
-  int m = queued_max_.load(std::memory_order_relaxed);
-  while (q > m && !queued_max_.compare_exchange_weak(m, q, std::memory_order_relaxed)) {
+  int m = sh_->queued_max.load(std::memory_order_relaxed);
+  while (q > m && !sh_->queued_max.compare_exchange_weak(m, q, std::memory_order_relaxed)) {
   }
   a.kind = Assignment::Kind::kQueued;
   a.server = chosen;

@@ -31,6 +31,35 @@ enum class AdminState : uint8_t {
 
 const char* adminStateName(AdminState s);
 
+/// What a server keeps across reloads (DESIGN §3): health, admin state and counters.
+/// Shared by the Server objects of every live generation whose backend and server names
+/// and address match, so old and new generations see one health state and one set of
+/// counters. All atomics.
+struct ServerShared {
+  ServerShared();
+  /// Identity of the server's connections (ConnectionPool key): one per ServerShared,
+  /// never reused in the process, so pooled connections follow a server across reloads.
+  const uint64_t pool_key;
+  std::atomic<bool> up{true};
+  std::atomic<AdminState> admin{AdminState::kReady};
+  std::atomic<uint64_t> up_since{0};  // monotonicMs() when it last came up (slowstart)
+  std::atomic<uint64_t> last_change{0};
+  std::atomic<uint64_t> total{0};
+  std::atomic<uint64_t> econ{0};
+  std::atomic<uint64_t> retries{0};
+  std::atomic<uint64_t> redispatches{0};
+  std::atomic<uint64_t> chkfail{0};
+  std::atomic<int> observed_errors{0};
+  std::atomic<uint64_t> rtt_x16{0};  // response time EWMA in 1/16 ms, 0 = none yet
+};
+
+/// What a backend keeps across reloads when its name matches: its counters.
+struct BackendShared {
+  std::atomic<uint64_t> total{0};
+  std::atomic<int> queued_max{0};
+  std::atomic<uint64_t> queue_timeouts{0};
+};
+
 /// Runtime state of one configured server, shared by every worker of a generation.
 ///
 /// Counters and states are atomics: balancing reads them without locks (relaxed; a stale
@@ -40,7 +69,9 @@ const char* adminStateName(AdminState s);
 /// request (Backend's queues) on any worker.
 class Server {
  public:
-  Server(Backend& backend, const ServerConfig& cfg, size_t index);
+  /// `shared`: the state of the same server in the previous generation, or null (new).
+  Server(Backend& backend, const ServerConfig& cfg, size_t index,
+         std::shared_ptr<ServerShared> shared = nullptr);
   ~Server();
 
   const ServerConfig& config() const { return config_; }
@@ -52,8 +83,8 @@ class Server {
 
   // --- state --------------------------------------------------------------------------
   /// Health as decided by checks (active and observed); true without checks.
-  bool up() const { return up_.load(std::memory_order_relaxed); }
-  AdminState admin() const { return admin_.load(std::memory_order_relaxed); }
+  bool up() const { return sh_->up.load(std::memory_order_relaxed); }
+  AdminState admin() const { return sh_->admin.load(std::memory_order_relaxed); }
   /// May take new traffic: up, admin ready and a weight above 0.
   bool usable() const { return up() && admin() == AdminState::kReady && weight() > 0; }
   /// usable() and a free slot.
@@ -110,17 +141,22 @@ class Server {
   /// consecutive errors the server is marked down (health checks bring it back).
   void observe(bool ok, const char* what, bool layer7 = false);
 
-  void countConnectError() { econ_.fetch_add(1, std::memory_order_relaxed); }
-  void countRetry() { retries_.fetch_add(1, std::memory_order_relaxed); }
-  void countRedispatch() { redispatches_.fetch_add(1, std::memory_order_relaxed); }
-  uint64_t total() const { return total_.load(std::memory_order_relaxed); }
-  uint64_t connectErrors() const { return econ_.load(std::memory_order_relaxed); }
-  uint64_t retries() const { return retries_.load(std::memory_order_relaxed); }
-  uint64_t redispatches() const { return redispatches_.load(std::memory_order_relaxed); }
-  uint64_t checkFailures() const { return chkfail_.load(std::memory_order_relaxed); }
-  void countCheckFailure() { chkfail_.fetch_add(1, std::memory_order_relaxed); }
+  void countConnectError() { sh_->econ.fetch_add(1, std::memory_order_relaxed); }
+  void countRetry() { sh_->retries.fetch_add(1, std::memory_order_relaxed); }
+  void countRedispatch() { sh_->redispatches.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t total() const { return sh_->total.load(std::memory_order_relaxed); }
+  uint64_t connectErrors() const { return sh_->econ.load(std::memory_order_relaxed); }
+  uint64_t retries() const { return sh_->retries.load(std::memory_order_relaxed); }
+  uint64_t redispatches() const { return sh_->redispatches.load(std::memory_order_relaxed); }
+  uint64_t checkFailures() const { return sh_->chkfail.load(std::memory_order_relaxed); }
+  void countCheckFailure() { sh_->chkfail.fetch_add(1, std::memory_order_relaxed); }
   /// monotonicMs() of the last up/down change (0: never changed).
-  uint64_t lastChangeMs() const { return last_change_.load(std::memory_order_relaxed); }
+  uint64_t lastChangeMs() const { return sh_->last_change.load(std::memory_order_relaxed); }
+
+  /// What survives a reload (see ServerShared); the next generation's Server adopts it.
+  const std::shared_ptr<ServerShared>& shared() const { return sh_; }
+  /// Key of this server's idle connections in a worker's ConnectionPool.
+  uint64_t poolKey() const { return sh_->pool_key; }
 
   /// Local address chooser for connections to this server, or null (no `source`).
   SourcePicker* source() const { return source_.get(); }
@@ -130,21 +166,11 @@ class Server {
   Backend& backend_;
   const ServerConfig& config_;
   size_t index_;
-  std::atomic<bool> up_{true};
-  std::atomic<AdminState> admin_{AdminState::kReady};
+  std::shared_ptr<ServerShared> sh_;
   std::atomic<int> weight_;
   std::atomic<int> maxconn_;
   std::atomic<int> cur_{0};
-  std::atomic<int> queued_{0};         // this server's queue length (written under backend mutex)
-  std::atomic<uint64_t> up_since_{0};  // monotonicMs() when it last came up (slowstart)
-  std::atomic<uint64_t> last_change_{0};
-  std::atomic<uint64_t> total_{0};
-  std::atomic<uint64_t> econ_{0};
-  std::atomic<uint64_t> retries_{0};
-  std::atomic<uint64_t> redispatches_{0};
-  std::atomic<uint64_t> chkfail_{0};
-  std::atomic<int> observed_errors_{0};
-  std::atomic<uint64_t> rtt_x16_{0};  // response time EWMA in 1/16 ms, 0 = none yet
+  std::atomic<int> queued_{0};  // this server's queue length (written under backend mutex)
   std::unique_ptr<SourcePicker> source_;
 };
 
@@ -184,7 +210,9 @@ using QueueTicketPtr = std::shared_ptr<QueueTicket>;
 /// maxqueue when every one of them sets one.
 class Backend {
  public:
-  Backend(const BackendConfig& cfg, size_t index);
+  /// `prev`: the backend of the same name in the previous generation, or null. Its
+  /// counters, and the state of servers whose name and address match, carry over.
+  Backend(const BackendConfig& cfg, size_t index, const Backend* prev = nullptr);
   ~Backend();
   const BackendConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }
@@ -198,10 +226,10 @@ class Backend {
   int current() const { return cur_.load(std::memory_order_relaxed); }
   void acquire() {
     cur_.fetch_add(1, std::memory_order_relaxed);
-    total_.fetch_add(1, std::memory_order_relaxed);
+    sh_->total.fetch_add(1, std::memory_order_relaxed);
   }
   void release() { cur_.fetch_sub(1, std::memory_order_relaxed); }
-  uint64_t total() const { return total_.load(std::memory_order_relaxed); }
+  uint64_t total() const { return sh_->total.load(std::memory_order_relaxed); }
 
   /// Outcome of assign().
   struct Assignment {
@@ -227,10 +255,10 @@ class Backend {
   /// Requests waiting in the backend's queue plus every server's.
   int queued() const { return waiting_.load(std::memory_order_relaxed); }
   /// Highest queued() seen (stats qmax).
-  int queuedMax() const { return queued_max_.load(std::memory_order_relaxed); }
+  int queuedMax() const { return sh_->queued_max.load(std::memory_order_relaxed); }
   /// Requests that timed out in a queue.
-  uint64_t queueTimeouts() const { return queue_timeouts_.load(std::memory_order_relaxed); }
-  void countQueueTimeout() { queue_timeouts_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t queueTimeouts() const { return sh_->queue_timeouts.load(std::memory_order_relaxed); }
+  void countQueueTimeout() { sh_->queue_timeouts.fetch_add(1, std::memory_order_relaxed); }
 
   /// Hands free slots to waiting requests (after a server came up, or maxconn/weight
   /// changed). Thread-safe.
@@ -253,13 +281,11 @@ class Backend {
 
   const BackendConfig& config_;
   size_t index_;
+  std::shared_ptr<BackendShared> sh_;
   std::vector<std::unique_ptr<Server>> servers_;
   std::unique_ptr<Balancer> balancer_;
   std::atomic<int> cur_{0};
-  std::atomic<uint64_t> total_{0};
   std::atomic<int> waiting_{0};  // tickets in any queue, not cancelled
-  std::atomic<int> queued_max_{0};
-  std::atomic<uint64_t> queue_timeouts_{0};
 
   std::mutex mu_;
   std::deque<QueueTicketPtr> queue_;                       // guarded by mu_

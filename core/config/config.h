@@ -84,6 +84,7 @@ struct TlsServerConfig {
   std::vector<std::string> alpn;
   std::string cert, key;  ///< client certificate; empty: none
   std::string min_version;
+  bool operator==(const TlsServerConfig&) const = default;
 };
 
 /// Response compression (`compression = { ... }` on frontend/backend/listen).
@@ -251,7 +252,21 @@ struct GlobalConfig {
   int threads = 0;           ///< worker threads; 0 = number of cores
   int maxconn = 0;           ///< process-wide concurrent client connections; 0 = unlimited
   uint64_t bufsize = 16384;  ///< bytes per pooled buffer; also the largest request/response head
-  uint64_t hard_stop_after = 0;  ///< ms; 0 = none
+  /// ms an old generation (after a reload) or a soft-stopping process keeps its sessions;
+  /// what is left after is closed, counted and logged. 0 = no limit (DESIGN §3).
+  uint64_t hard_stop_after = 0;
+  /// Generations that may live at once (the current one included); a reload that would
+  /// pass it first closes the oldest old generation's sessions. 0 = no limit.
+  int max_generations = 0;
+  /// Reload when the script or a Lua file it required changes (debounced).
+  bool watch = false;
+  /// `runtime = { socket = path, mode = "0600", expose_fd_listeners = true }`: the runtime
+  /// API's UNIX socket (docs/reload.md). Empty path: no runtime API.
+  struct Runtime {
+    std::string socket;
+    int mode = 0600;                   ///< permissions of the socket file
+    bool expose_fd_listeners = false;  ///< `_getsocks`: hand listeners to a new binary
+  } runtime;
   /// Worker (1-based) -> CPU it is pinned to (`cpu_map = { [1] = 0, [2] = 1 }`).
   std::vector<std::pair<int, int>> cpu_map;
 };
@@ -262,7 +277,17 @@ struct Config {
   GlobalConfig global;
   std::vector<FrontendConfig> frontends;  ///< `listen` adds one frontend and one backend
   std::vector<BackendConfig> backends;
+  /// `on_reload(function(prev, next) ... end)` hook ids, in declaration order.
+  std::vector<int> reload_hooks;
+  /// Lua files the script required, next to it (global.watch watches them with `path`).
+  std::vector<std::string> files;
 
+  /// Index of the frontend with this name, or -1.
+  int findFrontend(std::string_view name) const {
+    for (size_t i = 0; i < frontends.size(); ++i)
+      if (frontends[i].name == name) return static_cast<int>(i);
+    return -1;
+  }
   /// Index of the backend with this name, or -1.
   int findBackend(std::string_view name) const {
     for (size_t i = 0; i < backends.size(); ++i)

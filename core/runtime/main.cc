@@ -1,28 +1,30 @@
 // crescent's command line: the composition root that wires the Lua side (lua/) into the
 // core (core/ itself never includes a Lua header).
 //
-//   crescent -f FILE [-p PIDFILE]   run in the foreground
-//   crescent -c -f FILE             check the configuration and exit (0 valid, 1 invalid)
-//   crescent --version | -v         print the version
-//   crescent -h | --help            usage
+//   crescent -f FILE [-p PIDFILE]        run in the foreground
+//   crescent -f FILE -x SOCK -sf PID...  binary upgrade: take the listening sockets of the
+//                                        process behind runtime socket SOCK, serve, then
+//                                        tell PID... to finish and exit (-st: to stop now)
+//   crescent -c -f FILE                  check the configuration and exit (0 valid, 1 invalid)
+//   crescent ctl -s SOCK CMD...          send a runtime API command
+//   crescent reload -s SOCK              reload through the runtime API
+//   crescent --version | -v              print the version
+//   crescent -h | --help                 usage
 //
 // The flags are HAProxy's. They are parsed by hand: HAProxy's multi-letter single-dash
-// flags (-sf, -st, coming with binary upgrade) do not fit CLI11's conventions.
+// flags (-sf, -st) do not fit CLI11's conventions.
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
 
 #include "core/base/log.h"
 #include "core/runtime/process.h"
-#include "core/tls/tls_context.h"
-#if __has_include("lua/hook_runner.h")
-#include "lua/hook_runner.h"
-#define CRESCENT_HAVE_HOOKS 1
-#endif
-#include "lua/script_state.h"
+#include "core/runtime/runtime_client.h"
+#include "lua/config_loader.h"
 
 #ifndef CRESCENT_VERSION
 #define CRESCENT_VERSION "0.1.0"
@@ -31,16 +33,25 @@
 namespace {
 
 const char kUsage[] =
-    "usage: crescent -f FILE [-c] [-p PIDFILE]\n"
+    "usage: crescent -f FILE [-c] [-p PIDFILE] [-x SOCK] [-sf PID... | -st PID...]\n"
+    "       crescent ctl -s SOCK [COMMAND...]\n"
+    "       crescent reload -s SOCK\n"
     "  -f FILE      the Lua configuration to run\n"
     "  -c           check the configuration and exit: 0 if valid, 1 with file:line: message\n"
     "  -p PIDFILE   write the process id to PIDFILE\n"
+    "  -x SOCK      binary upgrade: take the listening sockets of the process whose runtime\n"
+    "               socket is SOCK (it needs `expose_fd_listeners = true`)\n"
+    "  -sf PID...   once serving, tell these processes to stop accepting and finish (SIGUSR1)\n"
+    "  -st PID...   once serving, tell these processes to stop now (SIGTERM)\n"
     "  -v, --version  print the version\n"
     "  -h, --help     this help\n";
 
 struct Options {
   std::string config;
   std::string pidfile;
+  std::string upgrade_socket;
+  std::vector<int> old_pids;
+  bool terminate_old = false;
   bool check = false;
 };
 
@@ -49,18 +60,24 @@ int usageError(const std::string& msg) {
   return 1;
 }
 
+bool parsePid(const char* s, int& out) {
+  char* end = nullptr;
+  long v = std::strtol(s, &end, 10);
+  if (end == s || *end != '\0' || v <= 0 || v > 0x7fffffff) return false;
+  out = static_cast<int>(v);
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace crescent;
+  if (argc >= 2 && (std::strcmp(argv[1], "ctl") == 0 || std::strcmp(argv[1], "reload") == 0))
+    return core::ctlMain(argc - 1, argv + 1);
   Options opt;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto value = [&](const char* flag) -> const char* {
-      if (i + 1 >= argc) return nullptr;
-      (void)flag;
-      return argv[++i];
-    };
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
     if (a == "-h" || a == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -70,65 +87,77 @@ int main(int argc, char** argv) {
     } else if (a == "-c") {
       opt.check = true;
     } else if (a == "-f") {
-      const char* v = value("-f");
+      const char* v = value();
       if (!v) return usageError("-f needs a file");
       opt.config = v;
     } else if (a == "-p") {
-      const char* v = value("-p");
+      const char* v = value();
       if (!v) return usageError("-p needs a file");
       opt.pidfile = v;
+    } else if (a == "-x") {
+      const char* v = value();
+      if (!v) return usageError("-x needs the old process's runtime socket");
+      opt.upgrade_socket = v;
+    } else if (a == "-sf" || a == "-st") {
+      opt.terminate_old = a == "-st";
+      int n = 0;
+      while (i + 1 < argc && parsePid(argv[i + 1], n)) {
+        opt.old_pids.push_back(n);
+        ++i;
+      }
+      if (opt.old_pids.empty()) return usageError(a + " needs at least one process id");
     } else {
       return usageError("unknown argument \"" + a + "\"");
     }
   }
   if (opt.config.empty()) return usageError("no configuration given (-f FILE)");
 
-  auto state = lua::ScriptState::load(opt.config);
-  if (!state.ok()) {
-    std::fprintf(stderr, "%s\n", state.message().c_str());
-    return 1;
-  }
-  auto config = (*state)->buildConfig();
-  if (!config.ok()) {
-    std::fprintf(stderr, "%s\n", config.message().c_str());
-    return 1;
-  }
-  // Certificates, keys and CA files are part of the configuration: `-c` checks them too.
-  auto tls = core::tls::buildContexts(**config);
-  if (!tls.ok()) {
-    std::fprintf(stderr, "%s\n", tls.message().c_str());
+  lua::ConfigLoader loader;
+  auto loaded = loader.load(opt.config);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "%s\n", loaded.message().c_str());
     return 1;
   }
   if (opt.check) {
     std::printf("configuration file is valid: %s\n", opt.config.c_str());
     return 0;
   }
-  state->reset();  // workers evaluate the script in their own states
+
+  core::ProcessOptions popt;
+  popt.old_pids = opt.old_pids;
+  popt.terminate_old = opt.terminate_old;
+  if (!opt.upgrade_socket.empty()) {
+    auto socks = core::fetchListeners(opt.upgrade_socket);
+    if (!socks.ok()) {
+      std::fprintf(stderr, "crescent: -x %s: %s\n", opt.upgrade_socket.c_str(),
+                   socks.message().c_str());
+      return 1;
+    }
+    core::logInfo("binary upgrade: {} listening socket{} received from {}", socks->size(),
+                  socks->size() == 1 ? "" : "s", opt.upgrade_socket);
+    popt.inherited = std::move(*socks);
+  }
 
   if (!opt.pidfile.empty()) {
-    std::ofstream pf(opt.pidfile);
+    // Written to a temporary name and renamed: a binary upgrade replaces the old
+    // process's pidfile without a moment where it is missing or half written.
+    std::string tmp = opt.pidfile + ".tmp";
+    std::ofstream pf(tmp);
     pf << ::getpid() << "\n";
-    if (!pf) {
+    pf.close();
+    if (!pf || std::rename(tmp.c_str(), opt.pidfile.c_str()) != 0) {
       std::fprintf(stderr, "crescent: cannot write pidfile %s\n", opt.pidfile.c_str());
       return 1;
     }
   }
 
-  std::string path = opt.config;
-  core::ScriptRunnerFactory factory =
-      [path]() -> core::Result<std::unique_ptr<core::ScriptRunner>> {
-    lua::ScriptState::LoadOptions quiet;
-    quiet.quiet = true;  // the main thread's evaluation already printed the script's log lines
-    auto st = lua::ScriptState::load(path, quiet);
-    if (!st.ok()) return st.status();
-#ifdef CRESCENT_HAVE_HOOKS
-    return std::unique_ptr<core::ScriptRunner>(std::make_unique<lua::HookRunner>(std::move(*st)));
-#else
-    return std::unique_ptr<core::ScriptRunner>();
-#endif
-  };
-  core::Process process(std::move(*config), std::move(factory), std::move(*tls));
-  int rc = process.run();
-  if (!opt.pidfile.empty()) ::unlink(opt.pidfile.c_str());
+  core::Process process(opt.config, loader, std::move(popt));
+  int rc = process.run(std::move(*loaded));
+  if (!opt.pidfile.empty()) {
+    // Only ours: after a binary upgrade the file names the new process.
+    std::ifstream pf(opt.pidfile);
+    long pid = 0;
+    if (pf >> pid && pid == ::getpid()) ::unlink(opt.pidfile.c_str());
+  }
   return rc;
 }

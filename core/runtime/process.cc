@@ -6,11 +6,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <thread>
 
 #include "core/base/log.h"
+#include "core/runtime/file_watch.h"
 #include "core/session/generation.h"
 #include "core/tls/tls_context.h"
 
@@ -43,135 +47,459 @@ Status applyUnixOwnership(const BindConfig& b) {
   return Status();
 }
 
+// The key of each bind of `cfg`, in frontend/bind order: its configured address, plus
+// "#n" for the n-th repetition of the same address (port 0 twice).
+std::vector<std::string> bindKeys(const Config& cfg) {
+  std::vector<std::string> keys;
+  std::map<std::string, int> seen;
+  for (const FrontendConfig& fe : cfg.frontends) {
+    for (const BindConfig& b : fe.binds) {
+      std::string key = b.address.toString();
+      int n = seen[key]++;
+      keys.push_back(n == 0 ? key : key + "#" + std::to_string(n));
+    }
+  }
+  return keys;
+}
+
+void unlinkUnixPath(const ListenSocket& s) {
+  if (!s.unix_socket) return;
+  std::string path = s.address.unixPath();
+  if (!path.empty() && path[0] != '@') ::unlink(path.c_str());
+}
+
+std::vector<std::string_view> splitWords(std::string_view line) {
+  std::vector<std::string_view> words;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    size_t j = i;
+    while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
+    if (j > i) words.push_back(line.substr(i, j - i));
+    i = j;
+  }
+  return words;
+}
+
+constexpr uint64_t kTickMs = 100;
+
 }  // namespace
 
-Process::Process(std::shared_ptr<const Config> config, ScriptRunnerFactory factory,
-                 std::shared_ptr<const tls::Contexts> tls)
-    : config_(std::move(config)), tls_(std::move(tls)), factory_(std::move(factory)) {
-  counters_.maxconn = config_->global.maxconn;
+Process::Process(std::string path, ConfigLoader& loader, ProcessOptions options)
+    : path_(std::move(path)), loader_(loader), options_(std::move(options)) {
+  for (const PassedSocket& s : options_.inherited) inherited_[s.key] = s.fd;
 }
 
 Process::~Process() {
-  closeListeners();
+  closeListeners(false);
+  for (auto& [key, fd] : inherited_) ::close(fd);
+  inherited_.clear();
 }
 
-Status Process::openListeners() {
-  for (size_t i = 0; i < config_->frontends.size(); ++i) {
-    const FrontendConfig& fe = config_->frontends[i];
-    for (size_t j = 0; j < fe.binds.size(); ++j) {
+Status Process::matchListeners(const Config& cfg, std::vector<ListenSocket>& out,
+                               std::vector<int>& opened) {
+  std::vector<std::string> keys = bindKeys(cfg);
+  size_t k = 0;
+  for (size_t i = 0; i < cfg.frontends.size(); ++i) {
+    const FrontendConfig& fe = cfg.frontends[i];
+    for (size_t j = 0; j < fe.binds.size(); ++j, ++k) {
       const BindConfig& b = fe.binds[j];
-      auto fd = openListenSocket(b.address);
-      if (!fd.ok())
-        return Status::error(fmt::format("{}:{}: frontend \"{}\": {}", config_->path, b.line,
-                                         fe.name, fd.message()));
       ListenSocket s;
-      s.fd = *fd;
+      s.key = keys[k];
       s.frontend_index = i;
       s.bind_index = j;
-      if (Status st = applyUnixOwnership(b); !st.ok()) {
-        ::close(*fd);
-        return Status::error(fmt::format("{}:{}: frontend \"{}\": bind {}: {}", config_->path,
-                                         b.line, fe.name, b.text, st.message()));
-      }
       s.unix_socket = b.address.isUnix();
-      s.address = b.address.isUnix() ? b.address : socketLocalAddress(*fd);
-      sockets_.push_back(s);
+      auto kept = std::find_if(sockets_.begin(), sockets_.end(),
+                               [&](const ListenSocket& x) { return x.key == s.key; });
+      if (kept != sockets_.end()) {
+        s.fd = kept->fd;  // the very socket: its accept queue goes on
+        s.address = kept->address;
+      } else if (auto inh = inherited_.find(s.key); inh != inherited_.end()) {
+        s.fd = inh->second;  // binary upgrade: the old process's socket
+        inherited_.erase(inh);
+        opened.push_back(s.fd);
+        s.address = s.unix_socket ? b.address : socketLocalAddress(s.fd);
+      } else {
+        auto fd = openListenSocket(b.address);
+        if (!fd.ok()) {
+          return Status::error(
+              fmt::format("{}:{}: frontend \"{}\": {}", cfg.path, b.line, fe.name, fd.message()));
+        }
+        s.fd = *fd;
+        opened.push_back(s.fd);
+        s.address = s.unix_socket ? b.address : socketLocalAddress(s.fd);
+      }
+      if (Status st = applyUnixOwnership(b); !st.ok()) {
+        return Status::error(fmt::format("{}:{}: frontend \"{}\": bind {}: {}", cfg.path, b.line,
+                                         fe.name, b.text, st.message()));
+      }
+      out.push_back(std::move(s));
     }
   }
   return Status();
 }
 
-void Process::closeListeners() {
+void Process::closeListeners(bool unlink_paths) {
   for (auto& s : sockets_) {
     if (s.fd >= 0) ::close(s.fd);
-    std::string path = s.unix_socket ? s.address.unixPath() : "";
-    if (!path.empty() && path[0] != '@') ::unlink(path.c_str());
+    // After `_getsocks` the sockets (and their paths) belong to the new process too.
+    if (unlink_paths && !handed_over_) unlinkUnixPath(s);
     s.fd = -1;
   }
   sockets_.clear();
 }
 
-int Process::run() {
+int Process::run(LoadedConfig first) {
   ::signal(SIGPIPE, SIG_IGN);
   // Signal handlers first: a SIGTERM that arrives while workers start (clients may already
   // connect: the sockets listen before the workers poll them) is handled, not fatal.
   uv_loop_t loop;
   uv_loop_init(&loop);
   loop_ = &loop;
-  uv_signal_init(&loop, &sigint_);
-  uv_signal_init(&loop, &sigterm_);
-  sigint_.data = sigterm_.data = this;
-  uv_signal_start(&sigint_, &Process::onSignal, SIGINT);
-  uv_signal_start(&sigterm_, &Process::onSignal, SIGTERM);
-  int rc = startAndServe();
-  // Close whatever is still open (startup failure), then the loop.
-  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&sigint_))) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+  static const int kSignalNumbers[kSignals] = {SIGINT,  SIGTERM, SIGHUP, SIGUSR2,
+                                               SIGUSR1, SIGTTOU, SIGTTIN};
+  for (int i = 0; i < kSignals; ++i) {
+    uv_signal_init(&loop, &signals_[i]);
+    signals_[i].data = this;
+    uv_signal_start(&signals_[i], &Process::onSignal, kSignalNumbers[i]);
   }
+  uv_timer_init(&loop, &tick_);
+  tick_.data = this;
+  started_ms_ = monotonicMs();
+  int rc = startAndServe(std::move(first));
+  closeMainHandles();  // whatever is still open (startup failure)
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   loop_ = nullptr;
   return rc;
 }
 
-int Process::startAndServe() {
-  if (Status st = openListeners(); !st.ok()) {
+void Process::closeMainHandles() {
+  for (auto& sig : signals_) {
+    auto* h = reinterpret_cast<uv_handle_t*>(&sig);
+    if (!uv_is_closing(h)) uv_close(h, nullptr);
+  }
+  auto* t = reinterpret_cast<uv_handle_t*>(&tick_);
+  if (!uv_is_closing(t)) uv_close(t, nullptr);
+  if (api_) api_->close();
+  for (auto& api : retiring_api_) api->close();
+  if (watch_) watch_->close();
+}
+
+int Process::startAndServe(LoadedConfig first) {
+  const Config& cfg = *first.config;
+  counters_.maxconn = cfg.global.maxconn;
+  std::vector<int> opened;
+  if (Status st = matchListeners(cfg, sockets_, opened); !st.ok()) {
+    for (int fd : opened) ::close(fd);
+    sockets_.clear();
     logError("{}", st.message());
     return 1;
   }
-  int threads = config_->global.threads;
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (tls_ == nullptr) {
-    auto built = tls::buildContexts(*config_);
-    if (!built.ok()) {
-      logError("{}", built.message());
-      return 1;
-    }
-    tls_ = std::move(*built);
+  // Inherited sockets the config no longer binds: not ours to serve.
+  for (auto& [key, fd] : inherited_) {
+    logInfo("binary upgrade: socket {} is not bound by this configuration: closed", key);
+    ::close(fd);
   }
-  auto gen = std::make_shared<Generation>(1, config_, tls_);
+  inherited_.clear();
+  threads_ = cfg.global.threads;
+  if (threads_ <= 0) threads_ = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  current_ = std::make_shared<Generation>(next_gen_id_++, first.config, first.tls);
   // Every Worker exists before any starts, so the list that wake_all reads from worker
   // threads never changes while they run.
-  for (int i = 0; i < threads; ++i)
-    workers_.push_back(std::make_unique<Worker>(i + 1, counters_, factory_));
+  for (int i = 0; i < threads_; ++i) workers_.push_back(std::make_unique<Worker>(i + 1, counters_));
   counters_.wake_all = [this] {
     for (auto& w : workers_) w->wake();
   };
-  for (auto& w : workers_) {
-    Status st = w->start(gen, sockets_);
-    if (!st.ok()) {
-      logError("{}", st.message());
-      for (auto& x : workers_) x->stop();
-      for (auto& x : workers_) x->join();
-      workers_.clear();
-      return 1;
-    }
-  }
-  if (Status st = startHealthChecks(*gen); !st.ok()) {
-    logError("{}", st.message());
+  auto fail = [this](const std::string& msg) {
+    logError("{}", msg);
+    stopHealthChecks();
     for (auto& x : workers_) x->stop();
     for (auto& x : workers_) x->join();
     workers_.clear();
+    current_.reset();
+    closeListeners(true);
     return 1;
+  };
+  for (auto& w : workers_) {
+    auto runner = loader_.makeRunner(cfg);
+    if (!runner.ok()) return fail(fmt::format("worker {}: {}", w->workerId(), runner.message()));
+    Status st =
+        w->start(std::make_shared<WorkerGeneration>(current_, std::move(*runner)), sockets_);
+    if (!st.ok()) return fail(st.message());
   }
+  if (first.main_runner) first.main_runner->attach(*current_);
+  if (Status st = startHealthChecks(*current_, std::move(first.main_runner)); !st.ok())
+    return fail(st.message());
+  if (Status st = openRuntimeApi(cfg); !st.ok()) return fail(st.message());
+  startWatch(cfg);
   std::string binds, backends;
   for (const auto& s : sockets_) binds += " " + s.address.toString();
-  for (const auto& b : config_->backends) backends += " " + b.name;
-  logInfo("ready: {} thread{}, binds{}, backends{}", threads, threads == 1 ? "" : "s", binds,
+  for (const auto& b : cfg.backends) backends += " " + b.name;
+  logInfo("ready: {} thread{}, binds{}, backends{}", threads_, threads_ == 1 ? "" : "s", binds,
           backends.empty() ? " (none)" : backends);
+  // Binary upgrade: this process serves; the old one stops accepting and drains (-sf) or
+  // stops (-st). Its sockets are ours too, so no connection attempt is refused.
+  for (int pid : options_.old_pids) {
+    int sig = options_.terminate_old ? SIGTERM : SIGUSR1;
+    if (::kill(pid, sig) != 0)
+      logWarning("binary upgrade: signal to old process {}: {}", pid, std::strerror(errno));
+    else
+      logInfo("binary upgrade: old process {} told to {}", pid,
+              options_.terminate_old ? "terminate" : "finish its sessions and exit");
+  }
 
-  uv_run(loop_, UV_RUN_DEFAULT);  // until SIGINT/SIGTERM closes the signal handles
+  uv_run(loop_, UV_RUN_DEFAULT);  // until a stop closes the main handles
 
-  stopHealthChecks();  // before the workers end and `gen` goes
+  stopHealthChecks();  // before the workers end and the generations go
   for (auto& w : workers_) w->join();
   workers_.clear();
-  closeListeners();
+  current_.reset();
+  retired_.clear();
+  closeListeners(!draining_);
   logInfo("stopped");
   return 0;
 }
 
-Status Process::startHealthChecks(Generation& gen) {
+Status Process::reload(const char* reason) {
+  if (stopping_ || draining_) return Status::error("reload: the process is stopping");
+  if (in_reload_) return Status::error("reload: a reload is already under way");
+  in_reload_ = true;
+  struct Guard {
+    bool& flag;
+    ~Guard() { flag = false; }
+  } guard{in_reload_};
+  uint64_t t0 = monotonicMs();
+  auto failed = [this](const std::string& msg) {
+    ++reload_failures_;
+    logError("reload refused, generation {} keeps serving: {}", current_->id(), msg);
+    return Status::error(msg);
+  };
+  auto loaded = loader_.load(path_);
+  if (!loaded.ok()) return failed(loaded.message());
+  const Config& cfg = *loaded->config;
+  const Config& old = current_->config();
+  int threads = cfg.global.threads > 0
+                    ? cfg.global.threads
+                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads != threads_)
+    logWarning("reload: threads stays {} (a new thread count needs a binary upgrade)", threads_);
+  if (cfg.global.bufsize != old.global.bufsize)
+    logWarning("reload: bufsize stays {} (a new size needs a binary upgrade)", old.global.bufsize);
+  if (cfg.global.cpu_map != old.global.cpu_map)
+    logWarning("reload: cpu_map is applied at start only (a new map needs a binary upgrade)");
+
+  std::vector<ListenSocket> next;
+  std::vector<int> opened;
+  if (Status st = matchListeners(cfg, next, opened); !st.ok()) {
+    for (int fd : opened) ::close(fd);
+    return failed(st.message());
+  }
+  auto undo = [&](const std::string& msg) {
+    for (int fd : opened) ::close(fd);
+    for (const ListenSocket& s : next) {
+      bool fresh = std::find(opened.begin(), opened.end(), s.fd) != opened.end();
+      if (fresh) unlinkUnixPath(s);
+    }
+    return failed(msg);
+  };
+  auto gen =
+      std::make_shared<Generation>(next_gen_id_, loaded->config, loaded->tls, current_.get());
+  if (loaded->main_runner) {
+    loaded->main_runner->attach(*gen);
+    ReloadInfo info{current_->id(), &old, gen->id(), &cfg};
+    if (Status st = loaded->main_runner->runReloadHooks(info); !st.ok())
+      return undo("on_reload: " + st.message());
+  }
+  std::vector<std::shared_ptr<WorkerGeneration>> wgs;
+  for (int i = 0; i < threads_; ++i) {
+    auto runner = loader_.makeRunner(cfg);
+    if (!runner.ok()) return undo(runner.message());
+    wgs.push_back(std::make_shared<WorkerGeneration>(gen, std::move(*runner)));
+  }
+  if (cfg.global.runtime.socket != api_config_.socket ||
+      cfg.global.runtime.mode != api_config_.mode ||
+      cfg.global.runtime.expose_fd_listeners != api_config_.expose_fd_listeners) {
+    // The command being answered may come through the old socket: it stays open until
+    // this reply is written (RuntimeApi::close() finishes pending replies).
+    if (Status st = openRuntimeApi(cfg); !st.ok()) return undo(st.message());
+  }
+
+  // Commit: nothing below fails.
+  ++next_gen_id_;
+  ++reloads_;
+  counters_.maxconn = cfg.global.maxconn;
+  stopHealthChecks();  // it borrows the old generation's backends
+  for (size_t i = 0; i < workers_.size(); ++i) workers_[i]->install(wgs[i], next);
+  wgs.clear();
+  size_t kept = 0, closed = 0;
+  for (ListenSocket& s : sockets_) {
+    bool still = std::any_of(next.begin(), next.end(),
+                             [&](const ListenSocket& x) { return x.key == s.key; });
+    if (still) {
+      ++kept;
+      continue;
+    }
+    ++closed;
+    ::close(s.fd);  // the workers close their dups on their next turn
+    if (!handed_over_) unlinkUnixPath(s);
+  }
+  sockets_ = std::move(next);
+  Retired r;
+  r.id = current_->id();
+  r.gen = current_;
+  r.retired_ms = monotonicMs();
+  if (cfg.global.hard_stop_after > 0) r.deadline_ms = r.retired_ms + cfg.global.hard_stop_after;
+  retired_.push_back(std::move(r));
+  current_ = gen;
+  if (Status st = startHealthChecks(*current_, std::move(loaded->main_runner)); !st.ok())
+    logError("reload: {}", st.message());
+  startWatch(cfg);
+  enforceMaxGenerations(cfg.global.max_generations);
+  ensureTicking();
+  logInfo("reload ({}): generation {} serving in {} ms; listeners: {} kept, {} new, {} closed",
+          reason, current_->id(), monotonicMs() - t0, kept, opened.size(), closed);
+  return Status();
+}
+
+int Process::liveGenerations() {
+  int n = current_ ? 1 : 0;
+  for (const Retired& r : retired_)
+    if (!r.gen.expired()) ++n;
+  return n;
+}
+
+void Process::enforceMaxGenerations(int max) {
+  if (max <= 0) return;
+  int live = liveGenerations();
+  for (Retired& r : retired_) {
+    if (live <= max) break;
+    if (r.gen.expired() || r.closing) continue;
+    closeGeneration(r, "max_generations");
+    --live;
+  }
+}
+
+void Process::closeGeneration(Retired& r, const char* why) {
+  r.closing = true;
+  auto gen = r.gen.lock();
+  if (!gen) return;
+  uint64_t age = monotonicMs() - r.retired_ms;
+  logWarning("generation {}: {} reached {} ms after the reload: closing its {} session{}", r.id,
+             why, age, gen->sessions(), gen->sessions() == 1 ? "" : "s");
+  uint64_t id = r.id;
+  for (auto& w : workers_) {
+    int wid = w->workerId();
+    w->closeGeneration(id, [this, id, wid](int n) {
+      if (n == 0) return;
+      hard_stopped_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+      logWarning("worker {}: closed {} session{} of generation {}", wid, n, n == 1 ? "" : "s", id);
+    });
+  }
+}
+
+void Process::ensureTicking() {
+  if (ticking_ || loop_ == nullptr) return;
+  ticking_ = true;
+  uv_timer_start(&tick_, &Process::onTick, kTickMs, kTickMs);
+}
+
+void Process::onTick(uv_timer_t* t) {
+  static_cast<Process*>(t->data)->tick();
+}
+
+void Process::tick() {
+  uint64_t now = monotonicMs();
+  for (auto& api : retiring_api_) api->close();
+  retiring_api_.clear();
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if (it->gen.expired()) {
+      logInfo("generation {} freed: its last session ended {} ms after the reload", it->id,
+              now - it->retired_ms);
+      it = retired_.erase(it);
+      continue;
+    }
+    if (it->deadline_ms > 0 && now >= it->deadline_ms && !it->closing)
+      closeGeneration(*it, "hard_stop_after");
+    ++it;
+  }
+  if (draining_ && !stopping_) {
+    int left = counters_.actconn.load(std::memory_order_relaxed);
+    if (left == 0) {
+      logInfo("soft stop: every session ended");
+      return hardStop(nullptr);
+    }
+    if (drain_deadline_ms_ > 0 && now >= drain_deadline_ms_) {
+      hard_stopped_.fetch_add(static_cast<uint64_t>(left), std::memory_order_relaxed);
+      logWarning("soft stop: hard_stop_after reached: closing {} session{}", left,
+                 left == 1 ? "" : "s");
+      return hardStop(nullptr);
+    }
+  }
+  if (retired_.empty() && !draining_ && ticking_) {
+    uv_timer_stop(&tick_);
+    ticking_ = false;
+  }
+}
+
+void Process::softStop(const char* why) {
+  if (stopping_ || draining_) return;
+  draining_ = true;
+  int left = counters_.actconn.load(std::memory_order_relaxed);
+  logInfo("{}: soft stop: no longer accepting; {} session{} to finish", why, left,
+          left == 1 ? "" : "s");
+  for (auto& w : workers_) w->softStop();
+  // Our dups close in the workers; the sockets stay open only where another process (a
+  // binary upgrade) holds them.
+  for (auto& s : sockets_) {
+    if (s.fd >= 0) ::close(s.fd);
+    s.fd = -1;
+  }
+  sockets_.clear();
+  if (api_) api_->close();
+  if (watch_) watch_->close();
+  uint64_t hsa = current_ ? current_->config().global.hard_stop_after : 0;
+  if (hsa > 0) drain_deadline_ms_ = monotonicMs() + hsa;
+  ensureTicking();
+}
+
+void Process::hardStop(const char* why) {
+  if (stopping_) return;
+  stopping_ = true;
+  if (why != nullptr) logInfo("{}: stopping", why);
+  // No server changes state while the workers stop.
+  stopHealthChecks();
+  for (auto& w : workers_) w->stop();
+  closeMainHandles();
+}
+
+void Process::onSignal(uv_signal_t* h, int signum) {
+  auto* self = static_cast<Process*>(h->data);
+  switch (signum) {
+    case SIGHUP:
+    case SIGUSR2: {
+      const char* name = signum == SIGHUP ? "SIGHUP" : "SIGUSR2";
+      (void)self->reload(name);
+      break;
+    }
+    case SIGUSR1:
+      self->softStop("SIGUSR1");
+      break;
+    case SIGTTOU:
+      logInfo("SIGTTOU: listeners paused (connections wait in the kernel's queue)");
+      for (auto& w : self->workers_) w->pauseListeners();
+      break;
+    case SIGTTIN:
+      logInfo("SIGTTIN: listeners resumed");
+      for (auto& w : self->workers_) w->resumeListeners();
+      break;
+    default:
+      self->hardStop(signum == SIGINT ? "SIGINT" : "SIGTERM");
+      break;
+  }
+}
+
+Status Process::startHealthChecks(Generation& gen, std::unique_ptr<ScriptRunner> script) {
   std::vector<Backend*> backends;
   bool lua = false;
   for (size_t i = 0; i < gen.backendCount(); ++i) {
@@ -180,18 +508,10 @@ Status Process::startHealthChecks(Generation& gen) {
       lua = lua || (s.check.enabled && s.check.expect_hook > 0);
   }
   if (!HealthChecker::wanted(backends)) return Status();
-  std::unique_ptr<CheckScript> script;
-  if (lua && factory_) {
-    // Its own Lua state, used on the checker thread only.
-    auto r = factory_();
-    if (!r.ok()) return Status::error("health checks: " + r.message());
-    if (std::unique_ptr<ScriptRunner> runner = std::move(*r)) {
-      runner->attach(gen);
-      script = std::move(runner);
-    }
-  }
   if (lua && !script) logWarning("health checks: no Lua state for `expect` functions");
-  checker_ = std::make_unique<HealthChecker>(std::move(backends), std::move(script));
+  // The script's own state, used on the checker thread only from now on.
+  checker_ =
+      std::make_unique<HealthChecker>(std::move(backends), lua ? std::move(script) : nullptr);
   checker_->start();
   return Status();
 }
@@ -201,14 +521,248 @@ void Process::stopHealthChecks() {
   checker_.reset();
 }
 
-void Process::onSignal(uv_signal_t* h, int signum) {
-  auto* self = static_cast<Process*>(h->data);
-  logInfo("{}: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
-  // No server changes state while the workers stop.
-  self->stopHealthChecks();
-  for (auto& w : self->workers_) w->stop();
-  uv_close(reinterpret_cast<uv_handle_t*>(&self->sigint_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&self->sigterm_), nullptr);
+Status Process::openRuntimeApi(const Config& cfg) {
+  const GlobalConfig::Runtime& rc = cfg.global.runtime;
+  std::unique_ptr<RuntimeApi> next;
+  if (!rc.socket.empty()) {
+    RuntimeApiOptions opt;
+    opt.path = rc.socket;
+    opt.mode = rc.mode;
+    opt.expose_fd_listeners = rc.expose_fd_listeners;
+    auto api = RuntimeApi::open(
+        loop_, opt, [this](std::string_view line) { return command(line); },
+        [this] {
+          std::vector<PassedSocket> out;
+          for (const ListenSocket& s : sockets_) out.push_back({s.key, s.fd});
+          handed_over_ = true;  // the RuntimeApi logs the hand-over
+          return out;
+        });
+    if (!api.ok())
+      return Status::error(fmt::format("{}: global: runtime: {}", cfg.path, api.message()));
+    next = std::move(*api);
+  }
+  // The command being answered (a `reload`) may have come through the old socket: it is
+  // closed on the next tick, after its reply. The new one has taken its path already.
+  if (api_) {
+    retiring_api_.push_back(std::move(api_));
+    ensureTicking();
+  }
+  api_ = std::move(next);
+  api_config_ = rc;
+  return Status();
+}
+
+void Process::startWatch(const Config& cfg) {
+  if (!cfg.global.watch) {
+    if (watch_) watch_->close();
+    watch_.reset();
+    return;
+  }
+  std::vector<std::string> files{path_};
+  files.insert(files.end(), cfg.files.begin(), cfg.files.end());
+  if (watch_) {
+    if (Status st = watch_->setFiles(files); !st.ok()) logWarning("watch: {}", st.message());
+    return;
+  }
+  auto w = FileWatch::start(loop_, files, 200, [this] {
+    if (stopping_ || draining_) return;
+    (void)reload("file changed");
+  });
+  if (!w.ok()) {
+    logWarning("watch: {}", w.message());
+    return;
+  }
+  watch_ = std::move(*w);
+}
+
+// ---------------------------------------------------------------- runtime API
+
+std::string Process::command(std::string_view line) {
+  std::vector<std::string_view> w = splitWords(line);
+  if (w.empty()) return "";
+  auto is = [&](std::initializer_list<std::string_view> words) {
+    if (w.size() < words.size()) return false;
+    size_t i = 0;
+    for (std::string_view x : words)
+      if (w[i++] != x) return false;
+    return true;
+  };
+  if (is({"help"})) {
+    return "The following commands are valid at this level:\n"
+           "  help                                  : this list\n"
+           "  reload                                : load the configuration again; reply "
+           "Success=1 or Success=0 and the error\n"
+           "  show info                             : process information and counters\n"
+           "  show generations                      : live configuration generations\n"
+           "  show sess                             : client sessions, all workers\n"
+           "  show servers state [backend]          : servers: state, weight, connections\n"
+           "  set server <b>/<s> state ready|drain|maint\n"
+           "  set server <b>/<s> weight <0-256>\n"
+           "  set server <b>/<s> maxconn <n>\n"
+           "  enable server <b>/<s>                 : same as state ready\n"
+           "  disable server <b>/<s>                : same as state maint\n";
+  }
+  if (is({"reload"}) && w.size() == 1) {
+    Status st = reload("runtime API");
+    if (st.ok()) return fmt::format("Success=1\ngeneration {}\n", current_->id());
+    return "Success=0\n" + st.message() + "\n";
+  }
+  if (is({"show", "info"})) return showInfo();
+  if (is({"show", "generations"})) return showGenerations();
+  if (is({"show", "sess"})) return showSessions();
+  if (is({"show", "servers", "state"})) {
+    if (w.size() == 4 && current_->config().findBackend(w[3]) < 0)
+      return fmt::format("error: no backend \"{}\"\n", w[3]);
+    std::string out = showServers();
+    if (w.size() < 4) return out;
+    std::string filtered;
+    size_t pos = 0;
+    while (pos < out.size()) {
+      size_t nl = out.find('\n', pos);
+      std::string_view l(out.data() + pos, nl - pos);
+      if (l.substr(0, 1) == "#" || l.substr(0, w[3].size() + 1) == std::string(w[3]) + " ")
+        filtered.append(l).push_back('\n');
+      pos = nl + 1;
+    }
+    return filtered;
+  }
+  if (is({"set", "server"}) || is({"enable", "server"}) || is({"disable", "server"}))
+    return setServer(w);
+  return fmt::format("error: unknown command \"{}\" (try \"help\")\n", line);
+}
+
+std::string Process::showInfo() {
+  uint64_t now = monotonicMs();
+  return fmt::format(
+      "Name: crescent\n"
+      "Pid: {}\n"
+      "Uptime_sec: {}\n"
+      "Threads: {}\n"
+      "Generation: {}\n"
+      "Generations: {}\n"
+      "Reloads: {}\n"
+      "ReloadFailures: {}\n"
+      "CurrConns: {}\n"
+      "CumConns: {}\n"
+      "Maxconn: {}\n"
+      "HardStoppedSessions: {}\n"
+      "Stopping: {}\n",
+      ::getpid(), (now - started_ms_) / 1000, threads_, current_ ? current_->id() : 0,
+      liveGenerations(), reloads_, reload_failures_,
+      counters_.actconn.load(std::memory_order_relaxed),
+      counters_.cumconn.load(std::memory_order_relaxed),
+      counters_.maxconn.load(std::memory_order_relaxed),
+      hard_stopped_.load(std::memory_order_relaxed), draining_ || stopping_ ? 1 : 0);
+}
+
+std::string Process::showGenerations() {
+  uint64_t now = monotonicMs();
+  std::string out = "# id age_s sessions state\n";
+  auto row = [&](const Generation& g, const char* state) {
+    out += fmt::format("{} {:.1f} {} {}\n", g.id(),
+                       static_cast<double>(now - g.createdMs()) / 1000.0, g.sessions(), state);
+  };
+  if (current_) row(*current_, draining_ ? "draining" : "current");
+  for (auto it = retired_.rbegin(); it != retired_.rend(); ++it) {
+    if (auto g = it->gen.lock()) row(*g, it->closing ? "closing" : "old");
+  }
+  return out;
+}
+
+std::string Process::showServers() {
+  std::string out =
+      "# backend server address state admin weight cur maxconn queue total econ checks_failed\n";
+  if (!current_) return out;
+  for (size_t i = 0; i < current_->backendCount(); ++i) {
+    Backend& b = current_->backend(i);
+    for (auto& s : b.servers()) {
+      out += fmt::format("{} {} {} {} {} {} {} {} {} {} {} {}\n", b.name(), s->name(),
+                         s->config().address.toString(), s->up() ? "UP" : "DOWN",
+                         adminStateName(s->admin()), s->weight(), s->current(), s->maxconn(),
+                         s->queued(), s->total(), s->connectErrors(), s->checkFailures());
+    }
+  }
+  return out;
+}
+
+std::string Process::showSessions() {
+  std::string out;
+  for (auto& w : workers_) {
+    auto done = std::make_shared<std::promise<std::vector<std::string>>>();
+    auto fut = done->get_future();
+    w->describeSessions(
+        [done](std::vector<std::string> lines) { done->set_value(std::move(lines)); });
+    if (fut.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+      out += fmt::format("worker={} (busy: no answer within 2 s)\n", w->workerId());
+      continue;
+    }
+    for (const std::string& l : fut.get()) out += l + "\n";
+  }
+  return out;
+}
+
+std::string Process::setServer(const std::vector<std::string_view>& w) {
+  // set server B/S state|weight|maxconn V ; enable|disable server B/S
+  if (w.size() < 3)
+    return "error: usage: set server <backend>/<server> state|weight|maxconn <value>\n";
+  std::string_view target = w[2];
+  size_t slash = target.find('/');
+  if (slash == std::string_view::npos)
+    return fmt::format("error: \"{}\": expected <backend>/<server>\n", target);
+  std::string_view bname = target.substr(0, slash), sname = target.substr(slash + 1);
+  int bi = current_->config().findBackend(bname);
+  if (bi < 0) return fmt::format("error: no backend \"{}\"\n", bname);
+  Server* s = current_->backend(static_cast<size_t>(bi)).findServer(sname);
+  if (s == nullptr)
+    return fmt::format("error: backend \"{}\" has no server \"{}\"\n", bname, sname);
+  if (w[0] == "enable" || w[0] == "disable") {
+    if (w.size() != 3) return fmt::format("error: usage: {} server <backend>/<server>\n", w[0]);
+    s->setAdmin(w[0] == "enable" ? AdminState::kReady : AdminState::kMaint, "runtime API");
+    return "";
+  }
+  if (w.size() != 5)
+    return "error: usage: set server <backend>/<server> state|weight|maxconn <value>\n";
+  std::string_view what = w[3], value = w[4];
+  if (what == "state") {
+    AdminState a;
+    if (value == "ready")
+      a = AdminState::kReady;
+    else if (value == "drain")
+      a = AdminState::kDrain;
+    else if (value == "maint")
+      a = AdminState::kMaint;
+    else
+      return fmt::format("error: state must be ready, drain or maint (got \"{}\")\n", value);
+    s->setAdmin(a, "runtime API");
+    return "";
+  }
+  auto number = [](std::string_view v, int lo, int hi, int& out) {
+    if (v.empty() || v.size() > 10) return false;
+    long n = 0;
+    for (char c : v) {
+      if (c < '0' || c > '9') return false;
+      n = n * 10 + (c - '0');
+    }
+    if (n < lo || n > hi) return false;
+    out = static_cast<int>(n);
+    return true;
+  };
+  if (what == "weight") {
+    int n = 0;
+    if (!number(value, 0, 256, n))
+      return fmt::format("error: weight must be an integer from 0 to 256 (got \"{}\")\n", value);
+    s->setWeight(n);
+    current_->backend(static_cast<size_t>(bi)).serversChanged();
+    return "";
+  }
+  if (what == "maxconn") {
+    int n = 0;
+    if (!number(value, 0, 1000000000, n))
+      return fmt::format("error: maxconn must be a non-negative integer (got \"{}\")\n", value);
+    s->setMaxconn(n);
+    return "";
+  }
+  return fmt::format("error: unknown server setting \"{}\" (state, weight, maxconn)\n", what);
 }
 
 }  // namespace crescent::core

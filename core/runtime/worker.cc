@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <future>
 
@@ -13,18 +14,18 @@
 
 namespace crescent::core {
 
-Worker::Worker(int id, ProcessCounters& counters, ScriptRunnerFactory factory)
-    : id_(id), counters_(counters), factory_(std::move(factory)) {}
+Worker::Worker(int id, ProcessCounters& counters) : id_(id), counters_(counters) {}
 
 Worker::~Worker() {
   join();
 }
 
-Status Worker::start(std::shared_ptr<Generation> gen, const std::vector<ListenSocket>& sockets) {
+Status Worker::start(std::shared_ptr<WorkerGeneration> wg,
+                     const std::vector<ListenSocket>& sockets) {
   std::promise<Status> ready;
   auto fut = ready.get_future();
-  thread_ = std::thread([this, gen, sockets, &ready]() mutable {
-    Status st = setUp(std::move(gen), sockets);
+  thread_ = std::thread([this, wg, sockets, &ready]() mutable {
+    Status st = setUp(std::move(wg), sockets);
     bool ok = st.ok();
     ready.set_value(std::move(st));
     if (ok) loop_.run();
@@ -38,17 +39,12 @@ Status Worker::start(std::shared_ptr<Generation> gen, const std::vector<ListenSo
   return fut.get();
 }
 
-Status Worker::setUp(std::shared_ptr<Generation> gen, const std::vector<ListenSocket>& sockets) {
-  BufferPool::local(gen->config().global.bufsize);
-  pool_ = std::make_unique<ConnectionPool>(loop_);
-  std::unique_ptr<ScriptRunner> runner;
-  if (factory_) {
-    auto r = factory_();
-    if (!r.ok()) return Status::error("worker " + std::to_string(id_) + ": " + r.message());
-    runner = std::move(*r);
-  }
-  current_ = std::make_shared<WorkerGeneration>(std::move(gen), std::move(runner));
+Status Worker::setUp(std::shared_ptr<WorkerGeneration> wg,
+                     const std::vector<ListenSocket>& sockets) {
+  current_ = std::move(wg);
   const Config& cfg = current_->config();
+  BufferPool::local(cfg.global.bufsize);
+  pool_ = std::make_unique<ConnectionPool>(loop_);
   // `global { cpu_map = { [1] = 0 } }`: pin this worker's thread.
   for (const auto& [worker, cpu] : cfg.global.cpu_map) {
     if (worker != id_) continue;
@@ -62,22 +58,142 @@ Status Worker::setUp(std::shared_ptr<Generation> gen, const std::vector<ListenSo
     }
     logInfo("worker {} pinned to CPU {}", id_, cpu);
   }
+  sockets_ = sockets;
+  return bindSockets(sockets, current_);
+}
+
+Status Worker::bindSockets(const std::vector<ListenSocket>& sockets,
+                           const std::shared_ptr<WorkerGeneration>& prev) {
+  const Config& cfg = current_->config();
+  std::vector<std::unique_ptr<Bound>> kept;
+  Status result;
   for (const auto& s : sockets) {
     // `bind { ..., threads = { 2 } }`: only those workers poll this socket.
     const std::vector<int>& only = cfg.frontends[s.frontend_index].binds[s.bind_index].threads;
     if (!only.empty() && std::find(only.begin(), only.end(), id_) == only.end()) continue;
+    auto it = std::find_if(bound_.begin(), bound_.end(),
+                           [&](const std::unique_ptr<Bound>& b) { return b && b->key == s.key; });
+    if (it != bound_.end()) {
+      // The same socket: keep polling it, now for the new generation's frontend.
+      (*it)->frontend_index = s.frontend_index;
+      (*it)->bind_index = s.bind_index;
+      kept.push_back(std::move(*it));
+      continue;
+    }
     int fd = ::dup(s.fd);
-    if (fd < 0) return Status::error("worker: dup of a listening socket failed");
+    if (fd < 0) {
+      result = Status::error(fmt::format("worker {}: dup of listening socket {}: {}", id_,
+                                         s.address.toString(), std::strerror(errno)));
+      continue;
+    }
     auto b = std::make_unique<Bound>();
     b->worker = this;
     b->frontend_index = s.frontend_index;
     b->bind_index = s.bind_index;
+    b->key = s.key;
     auto l = Listener::open(loop_, fd, s.unix_socket, &Worker::onPending, b.get());
-    if (!l.ok()) return Status::error(s.address.toString() + ": " + l.message());
+    if (!l.ok()) {
+      result = Status::error(s.address.toString() + ": " + l.message());
+      continue;
+    }
     b->listener = std::move(*l);
-    bound_.push_back(std::move(b));
+    kept.push_back(std::move(b));
   }
-  return Status();
+  // Listeners no longer wanted: their indices are `prev`'s.
+  for (auto& b : bound_)
+    if (b) closeListener(*b, prev);
+  bound_ = std::move(kept);
+  return result;
+}
+
+void Worker::closeListener(Bound& b, const std::shared_ptr<WorkerGeneration>& gen) {
+  if (!b.listener) return;
+  // A paused listener holds one connection libuv accepted already: serve it rather than
+  // let closing the listener reset it.
+  if (b.listener->paused()) {
+    counters_.paused.fetch_sub(1, std::memory_order_relaxed);
+    StreamPtr client = b.listener->accept();
+    if (client) {
+      if (!b.listener->unixSocket()) client->setNoDelay(true);
+      startSession(*this, gen, b.frontend_index, b.bind_index, std::move(client));
+    }
+  }
+  b.listener.reset();
+}
+
+void Worker::install(std::shared_ptr<WorkerGeneration> wg, std::vector<ListenSocket> sockets) {
+  loop_.post([this, wg = std::move(wg), sockets = std::move(sockets)]() mutable {
+    if (stopping_) return;
+    std::shared_ptr<WorkerGeneration> prev = std::move(current_);
+    current_ = std::move(wg);
+    sockets_ = std::move(sockets);
+    if (!draining_ && !paused_) {
+      Status st = bindSockets(sockets_, prev);
+      if (!st.ok()) logError("{}", st.message());
+    }
+    for (Session* s = sessions_; s != nullptr;) {
+      Session* next = s->next_session;
+      s->onNewGeneration();
+      s = next;
+    }
+    resumePaused();
+  });
+}
+
+void Worker::closeGeneration(uint64_t id, std::function<void(int)> done) {
+  loop_.post([this, id, done = std::move(done)] {
+    // Collected first: abort() unlinks the session; deletion waits for the next loop turn,
+    // so the pointers stay valid here (and abort() is a no-op on a finished session).
+    std::vector<Session*> doomed;
+    for (Session* s = sessions_; s != nullptr; s = s->next_session)
+      if (s->generationId() == id) doomed.push_back(s);
+    for (Session* s : doomed) s->abort();
+    int n = static_cast<int>(doomed.size());
+    if (done) done(n);
+  });
+}
+
+void Worker::softStop() {
+  loop_.post([this] {
+    if (stopping_ || draining_) return;
+    draining_ = true;
+    for (auto& b : bound_)
+      if (b) closeListener(*b, current_);
+    bound_.clear();
+    for (Session* s = sessions_; s != nullptr;) {
+      Session* next = s->next_session;
+      s->drain();
+      s = next;
+    }
+  });
+}
+
+void Worker::pauseListeners() {
+  loop_.post([this] {
+    if (stopping_ || draining_ || paused_) return;
+    paused_ = true;
+    for (auto& b : bound_)
+      if (b) closeListener(*b, current_);
+    bound_.clear();
+  });
+}
+
+void Worker::resumeListeners() {
+  loop_.post([this] {
+    if (stopping_ || draining_ || !paused_) return;
+    paused_ = false;
+    Status st = bindSockets(sockets_, current_);
+    if (!st.ok()) logError("{}", st.message());
+  });
+}
+
+void Worker::describeSessions(std::function<void(std::vector<std::string>)> fn) {
+  loop_.post([this, fn = std::move(fn)] {
+    std::vector<std::string> lines;
+    for (Session* s = sessions_; s != nullptr; s = s->next_session)
+      lines.push_back(fmt::format("worker={} {}", id_, s->describe()));
+    fn(std::move(lines));
+  });
 }
 
 void Worker::onPending(void* ctx, Listener& l) {
@@ -86,9 +202,8 @@ void Worker::onPending(void* ctx, Listener& l) {
 }
 
 bool Worker::atLimit(size_t frontend_index) {
-  if (counters_.maxconn > 0 &&
-      counters_.actconn.load(std::memory_order_relaxed) >= counters_.maxconn)
-    return true;
+  int maxconn = counters_.maxconn.load(std::memory_order_relaxed);
+  if (maxconn > 0 && counters_.actconn.load(std::memory_order_relaxed) >= maxconn) return true;
   int fe_max = current_->config().frontends[frontend_index].maxconn;
   return fe_max > 0 &&
          current_->gen().frontendStats(frontend_index).cur.load(std::memory_order_relaxed) >=
@@ -96,7 +211,7 @@ bool Worker::atLimit(size_t frontend_index) {
 }
 
 void Worker::acceptFrom(Listener& l, size_t frontend_index, size_t bind_index) {
-  if (stopping_) return;
+  if (stopping_ || draining_) return;
   if (atLimit(frontend_index)) {
     // Leave the connection in the kernel's queue; libuv stops polling this socket until
     // resumePaused() accepts it (HAProxy's maxconn behaviour: clients wait, not refused).
@@ -113,7 +228,7 @@ void Worker::acceptFrom(Listener& l, size_t frontend_index, size_t bind_index) {
 
 void Worker::resumePaused() {
   for (auto& b : bound_) {
-    if (b->listener->paused() && !atLimit(b->frontend_index))
+    if (b && b->listener && b->listener->paused() && !atLimit(b->frontend_index))
       acceptFrom(*b->listener, b->frontend_index, b->bind_index);
   }
 }
@@ -134,6 +249,7 @@ void Worker::hardStop() {
 }
 
 void Worker::addSession(Session* s) {
+  if (draining_) s->drain();  // e.g. a handshake handing over after the soft stop began
   s->next_session = sessions_;
   if (sessions_) sessions_->prev_session = s;
   sessions_ = s;

@@ -20,23 +20,41 @@ struct ListenSocket {
   size_t bind_index = 0;  ///< into the frontend's binds
   bool unix_socket = false;
   Address address;  ///< as bound (port 0 resolved)
+  /// Identity across reloads and binary upgrades: the bind's address as configured, plus
+  /// "#n" for its n-th repetition. A reload keeps the socket of a key it still has.
+  std::string key;
 };
-
-/// Makes the ScriptRunner of one worker for the current config (evaluates the script in
-/// a fresh Lua state). Called on the worker's own thread.
-using ScriptRunnerFactory = std::function<Result<std::unique_ptr<ScriptRunner>>()>;
 
 /// One worker thread (DESIGN §2): its own loop, sessions, buffer pool and idle server
 /// connections, and its own Lua state per generation. The public methods other than the
 /// constructor are called from the main thread; they hand work to the worker's loop.
 class Worker final : public WorkerContext {
  public:
-  Worker(int id, ProcessCounters& counters, ScriptRunnerFactory factory);
+  Worker(int id, ProcessCounters& counters);
   ~Worker() override;
 
-  /// Starts the thread: builds the worker's generation state, polls a dup of each
-  /// listening socket. Returns once the worker is ready, or with its error.
-  Status start(std::shared_ptr<Generation> gen, const std::vector<ListenSocket>& sockets);
+  /// Starts the thread on generation `wg` (built by the main thread, for this worker)
+  /// and polls a dup of each listening socket meant for this worker. Returns once the
+  /// worker is ready, or with its error.
+  Status start(std::shared_ptr<WorkerGeneration> wg, const std::vector<ListenSocket>& sockets);
+  /// Reload (DESIGN §3): new sessions, and the next request of keep-alive connections,
+  /// use `wg` from the next loop turn; idle keep-alive connections move to it at once.
+  /// Listeners become `sockets`: one whose key is kept keeps polling (its queue is never
+  /// closed), a new one starts, one no longer listed stops accepting while its sessions
+  /// live on. The fds stay the caller's (the worker polls dups). Thread-safe.
+  void install(std::shared_ptr<WorkerGeneration> wg, std::vector<ListenSocket> sockets);
+  /// Closes the sessions still on generation `id` (hard_stop_after, max_generations),
+  /// then calls `done(count)` on the worker's thread. Thread-safe.
+  void closeGeneration(uint64_t id, std::function<void(int)> done);
+  /// Soft stop: stops accepting (the listening sockets stay open in the process) and
+  /// drains every session (Session::drain()). Thread-safe.
+  void softStop();
+  /// SIGTTOU / SIGTTIN: stop polling the listening sockets (connections wait in the
+  /// kernel's queue) / poll them again. Thread-safe.
+  void pauseListeners();
+  void resumeListeners();
+  /// Calls `fn` on the worker's thread, with its sessions' describe() lines. Thread-safe.
+  void describeSessions(std::function<void(std::vector<std::string>)> fn);
   /// Hard stop: closes listeners, aborts every session, lets the loop end. Thread-safe.
   void stop();
   /// Asks the worker to accept connections its listeners held back at a limit, if the
@@ -63,10 +81,17 @@ class Worker final : public WorkerContext {
     Worker* worker;
     size_t frontend_index;
     size_t bind_index;
+    std::string key;
     ListenerPtr listener;
   };
-  Status setUp(std::shared_ptr<Generation> gen, const std::vector<ListenSocket>& sockets);
-  void threadMain(std::shared_ptr<Generation> gen, std::vector<ListenSocket> sockets);
+  Status setUp(std::shared_ptr<WorkerGeneration> wg, const std::vector<ListenSocket>& sockets);
+  // Polls `sockets` meant for this worker (indices into current_'s config), keeping the
+  // listeners it already has by key; closes the others (their indices are `prev`'s).
+  Status bindSockets(const std::vector<ListenSocket>& sockets,
+                     const std::shared_ptr<WorkerGeneration>& prev);
+  // Serves the connection a paused listener holds (libuv keeps one accepted fd) on `gen`,
+  // the generation of the listener's indices, then closes the listener.
+  void closeListener(Bound& b, const std::shared_ptr<WorkerGeneration>& gen);
   static void onPending(void* ctx, Listener& l);
   void acceptFrom(Listener& l, size_t frontend_index, size_t bind_index);
   bool atLimit(size_t frontend_index);
@@ -75,7 +100,6 @@ class Worker final : public WorkerContext {
 
   int id_;
   ProcessCounters& counters_;
-  ScriptRunnerFactory factory_;
   EventLoop loop_;
   std::unique_ptr<ConnectionPool> pool_;
   std::shared_ptr<WorkerGeneration> current_;
@@ -83,6 +107,9 @@ class Worker final : public WorkerContext {
   Session* sessions_ = nullptr;  // intrusive list head
   size_t session_count_ = 0;
   bool stopping_ = false;
+  bool draining_ = false;              // soft stop: listeners closed, sessions drain
+  bool paused_ = false;                // SIGTTOU: listeners closed until resumeListeners()
+  std::vector<ListenSocket> sockets_;  // what install() last gave (resume reopens them)
   std::thread thread_;
 };
 

@@ -90,6 +90,16 @@ void Handshake::onTimer(void* ctx) {
                                           : "timeout waiting for the PROXY header");
 }
 
+uint64_t Handshake::generationId() const {
+  return wg_->gen().id();
+}
+
+std::string Handshake::describe() const {
+  return fmt::format("proto=handshake gen={} fe={} src={} state={}", wg_->gen().id(),
+                     wg_->config().frontends[fe_index_].name, peer_.toString(),
+                     in_tls_ ? "tls" : "proxy");
+}
+
 void Handshake::abort() {
   if (done_) return;
   done_ = true;

@@ -41,6 +41,8 @@ class Handshake final : public Session, private StreamHandler {
 
   void start();
   void abort() override;
+  uint64_t generationId() const override;
+  std::string describe() const override;
 
  private:
   void onStreamData(Stream& s, Buffer data) override;

@@ -19,6 +19,14 @@ namespace crescent::core {
 
 class Generation;
 
+/// The two generations of a reload, as `on_reload(prev, next)` hooks see them.
+struct ReloadInfo {
+  uint64_t prev_id = 0;
+  const Config* prev = nullptr;  ///< the running configuration
+  uint64_t next_id = 0;
+  const Config* next = nullptr;  ///< the configuration being loaded (the hook's own)
+};
+
 /// What the request being processed looks like to a hook. Borrowed for the call only.
 struct RequestContext {
   HttpHead& req;       ///< editable: header changes are forwarded to the server (TCP mode: empty)
@@ -91,6 +99,15 @@ class ScriptRunner : public CheckScript {
   /// or 0, error = true when it failed }. Errors are logged, never raised.
   virtual void runBalancerRelease(const LuaBalancerConfig& lb, Backend& backend, Server& server,
                                   uint64_t time_ms, int status, bool failed) = 0;
+
+  /// Runs the config's `on_reload(function(prev, next))` hooks (Config::reload_hooks, in
+  /// order) in this state, the new generation's, attached to it. A hook that raises
+  /// vetoes the reload: the error is its message (`file:line: message`). The default
+  /// (no Lua) accepts.
+  virtual Status runReloadHooks(const ReloadInfo& info) {
+    (void)info;
+    return Status();
+  }
 };
 
 }  // namespace crescent::core

@@ -36,6 +36,7 @@ HttpSession::HttpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg,
       req_parser_(wg_->config().global.bufsize),
       resp_parser_(wg_->config().global.bufsize) {
   wg_->gen().frontendStats(fe_index_).cur.fetch_add(1, std::memory_order_relaxed);
+  wg_->gen().sessionIn();
 }
 
 HttpSession::~HttpSession() {
@@ -188,7 +189,7 @@ void HttpSession::onRequestHead() {
                err.reason);
     return sendError(err.status, "PR");
   }
-  client_keep_alive_ = req_framing_.keep_alive;
+  client_keep_alive_ = req_framing_.keep_alive && !draining_;
   req_body_.reset(req_framing_.body, req_framing_.content_length);
   req_done_ = req_body_.done();
 
@@ -371,17 +372,53 @@ void HttpSession::endExchange() {
   resetExchange();
   state_ = State::kWaitRequest;
   keepalive_since_ = w_.loop().now();
-  // The next request runs on the newest generation (DESIGN §3).
-  std::shared_ptr<WorkerGeneration> newest = w_.current();
-  if (newest != wg_) {
-    wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
-    wg_ = std::move(newest);
-    wg_->gen().frontendStats(fe_index_).cur.fetch_add(1, std::memory_order_relaxed);
-    fe_ = &wg_->config().frontends[fe_index_];
-  }
+  moveToNewest();
   armTimer();
   client_->readStart();
   processClient();
+}
+
+// The next request runs on the newest generation (DESIGN §3), in its frontend of the same
+// name. A connection whose frontend the reload removed (or turned to TCP) stays on its
+// generation until it closes.
+void HttpSession::moveToNewest() {
+  std::shared_ptr<WorkerGeneration> newest = w_.current();
+  if (newest == nullptr || newest == wg_) return;
+  int fe = newest->config().findFrontend(fe_->name);
+  if (fe < 0 || newest->config().frontends[static_cast<size_t>(fe)].mode != Mode::kHttp) return;
+  wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
+  wg_->gen().sessionOut();
+  wg_ = std::move(newest);
+  fe_index_ = static_cast<size_t>(fe);
+  fe_ = &wg_->config().frontends[fe_index_];
+  wg_->gen().frontendStats(fe_index_).cur.fetch_add(1, std::memory_order_relaxed);
+  wg_->gen().sessionIn();
+}
+
+uint64_t HttpSession::generationId() const {
+  return wg_->gen().id();
+}
+
+void HttpSession::onNewGeneration() {
+  if (state_ == State::kWaitRequest && client_in_.empty() && !done_) moveToNewest();
+}
+
+void HttpSession::drain() {
+  draining_ = true;
+  // An exchange whose response head has not left yet still says `Connection: close`.
+  if (state_ != State::kWaitRequest && state_ != State::kTunnel && !resp_head_done_)
+    client_keep_alive_ = false;
+}
+
+std::string HttpSession::describe() const {
+  static const char* const kStates[] = {"idle",    "head",   "connect", "exchange",
+                                        "service", "tunnel", "closing"};
+  uint64_t now = w_.loop().now();
+  return fmt::format("proto=http gen={} fe={} src={} age={}ms state={}{}", wg_->gen().id(),
+                     fe_->name, src_.toString(), now - t_accept_, kStates[static_cast<int>(state_)],
+                     log_srv_ != nullptr
+                         ? fmt::format(" srv={}/{}", log_srv_->backend().name(), log_srv_->name())
+                         : std::string());
 }
 
 void HttpSession::resetExchange() {
@@ -441,6 +478,7 @@ void HttpSession::finish() {
   releaseSlot();
   // Before endSession(): it may accept a connection that waited for this slot.
   wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
+  wg_->gen().sessionOut();
   w_.endSession(this);
 }
 

@@ -45,6 +45,10 @@ class HttpSession final : public Session,
   /// Begins with what the accept side learned (addresses, PROXY header, early bytes).
   void start(ConnectionInfo info);
   void abort() override;
+  uint64_t generationId() const override;
+  void onNewGeneration() override;
+  void drain() override;
+  std::string describe() const override;
 
  private:
   enum class State {
@@ -114,6 +118,8 @@ class HttpSession final : public Session,
   void writeClient(std::string head, Buffer b);
   void logExchange();
   void resetExchange();
+  // Between requests: moves to the newest generation when it has this frontend.
+  void moveToNewest();
 
   WorkerContext& w_;
   std::shared_ptr<WorkerGeneration> wg_;  // generation of the current exchange
@@ -132,6 +138,7 @@ class HttpSession final : public Session,
   bool in_process_ = false;  // processClient() is on the stack
   bool client_eof_ = false;
   bool done_ = false;
+  bool draining_ = false;  // soft stop: no request after the current one
 
   std::deque<Buffer> client_in_;  // client bytes not processed yet (pipelined, or waiting)
 

@@ -61,7 +61,7 @@ void HttpSession::onQueueTimeout() {
 void HttpSession::useServer(Server& server) {
   Server* s = &server;
   if (!retried_fresh_) {
-    StreamPtr idle = w_.pool().take(s);
+    StreamPtr idle = w_.pool().take(s->poolKey());
     if (idle) {
       reused_conn_ = true;
       return onConnected(std::move(idle), *s);
@@ -491,7 +491,7 @@ void HttpSession::releaseServer(bool reusable) {
     // A connection that began with a PROXY header speaks for one client: never shared.
     if (reusable && srv_ != nullptr && srv_->config().send_proxy == 0 &&
         server_->pendingBytes() == 0 && !server_->closing()) {
-      w_.pool().give(srv_, std::move(server_));
+      w_.pool().give(srv_->poolKey(), std::move(server_));
     } else {
       server_.reset();
     }

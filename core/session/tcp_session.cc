@@ -16,6 +16,20 @@ TcpSession::TcpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, s
       fe_index_(fe_index),
       client_(std::move(client)) {
   wg_->gen().frontendStats(fe_index_).cur.fetch_add(1, std::memory_order_relaxed);
+  wg_->gen().sessionIn();
+}
+
+uint64_t TcpSession::generationId() const {
+  return wg_->gen().id();
+}
+
+std::string TcpSession::describe() const {
+  const char* state = tunnel_ ? "tunnel" : (dispatch_ ? "queue" : "connect");
+  return fmt::format("proto=tcp gen={} fe={} src={} age={}ms state={}{}", wg_->gen().id(), fe_.name,
+                     src_.toString(), w_.loop().now() - accept_ms_, state,
+                     srv_log_ != nullptr
+                         ? fmt::format(" srv={}/{}", srv_log_->backend().name(), srv_log_->name())
+                         : std::string());
 }
 
 TcpSession::~TcpSession() {
@@ -176,6 +190,7 @@ void TcpSession::finish(const char* state) {
   releaseSlot();
   // Before endSession(): it may accept a connection that waited for this slot.
   wg_->gen().frontendStats(fe_index_).cur.fetch_sub(1, std::memory_order_relaxed);
+  wg_->gen().sessionOut();
   w_.endSession(this);
 }
 

@@ -31,6 +31,8 @@ class TcpSession final : public Session,
   /// Begins with what the accept side learned (addresses, PROXY header, early bytes).
   void start(ConnectionInfo info);
   void abort() override;
+  uint64_t generationId() const override;
+  std::string describe() const override;
 
  private:
   void onConnected(StreamPtr stream, Server& server) override;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "core/net/event_loop.h"
 #include "core/session/generation.h"
@@ -19,6 +20,18 @@ class Session : public Deletable {
   /// Hard stop: close both sides now, log the session as aborted. May be called from
   /// any of the worker's callbacks except the session's own; the session removes itself.
   virtual void abort() = 0;
+  /// Id of the generation the session runs on now (hard_stop_after and max_generations
+  /// close an old generation's sessions; `show sess`).
+  virtual uint64_t generationId() const = 0;
+  /// A reload installed a newer generation (WorkerContext::current()): a session idle
+  /// between two requests moves to it now, so that nothing idle holds an old generation.
+  virtual void onNewGeneration() {}
+  /// Soft stop (SIGUSR1, binary upgrade): what is in flight finishes; an HTTP connection
+  /// serves no request after the current one or the next one (answered with
+  /// `Connection: close`); a tunnel runs to its end.
+  virtual void drain() {}
+  /// One `show sess` line, without the newline.
+  virtual std::string describe() const = 0;
 
   Session* prev_session = nullptr;  // worker's intrusive list, owned by the worker
   Session* next_session = nullptr;
@@ -28,7 +41,7 @@ class Session : public Deletable {
 struct ProcessCounters {
   std::atomic<int> actconn{0};
   std::atomic<uint64_t> cumconn{0};
-  int maxconn = 0;  ///< 0 = unlimited
+  std::atomic<int> maxconn{0};  ///< 0 = unlimited; a reload may change it
   /// Listeners holding a connection back because a limit was reached, all workers.
   std::atomic<int> paused{0};
   /// Set by the process: asks every worker to retry its paused listeners (thread-safe).

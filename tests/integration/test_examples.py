@@ -4,7 +4,7 @@ environment and refuses to load without the required ones."""
 
 import re
 
-from conftest import EXAMPLES, addr, curl, free_port, run_crescent
+from conftest import EXAMPLES, addr, curl, free_port, run_crescent, wait_until
 
 
 def test_quickstart(crescent):
@@ -105,3 +105,36 @@ def test_port_exhaustion_example(crescent):
             got += chunk
     assert got.startswith(b"HTTP/1.1 200"), got
     assert got.endswith(b"\r\n\r\nhello from the app, you came from 127.0.0.2\n"), got
+
+
+def test_hot_reload_example(crescent, tmp_path):
+    """The example reloads itself when edited (watch = true) and through the runtime
+    socket; its shared dictionary counts requests across generations."""
+    public = free_port()
+    sock = tmp_path / "api.sock"
+    cfg = tmp_path / "hot-reload.lua"
+    text = (EXAMPLES / "hot-reload.lua").read_text()
+    cfg.write_text(text)
+    env = {"HOT_RELOAD_ADDR": addr(public), "HOT_RELOAD_SOCKET": str(sock)}
+    c = crescent(cfg, ports=[public], env=env)
+    assert curl(f"http://{addr(public)}/").out == "version 1: request 1 since start\n"
+
+    # Saved with a new version: the file watch reloads it, the count goes on.
+    tmp = tmp_path / "edit.tmp"
+    tmp.write_text(text.replace('local VERSION = "1"', 'local VERSION = "2"'))
+    tmp.rename(cfg)
+    out = wait_until(
+        lambda: (lambda o: o if o.startswith("version 2") else None)(
+            curl(f"http://{addr(public)}/").out),
+        10, "the edited example to serve version 2")
+    assert re.fullmatch(r"version 2: request \d+ since start\n", out), out
+    assert int(out.split()[3]) >= 2, out
+
+    # And through the runtime socket.
+    cfg.write_text(text.replace('local VERSION = "1"', 'local VERSION = "3"'))
+    r = run_crescent(["reload", "-s", str(sock)])
+    assert r.returncode == 0 and r.stdout.startswith("Success=1"), (r.stdout, r.stderr)
+    assert curl(f"http://{addr(public)}/").out.startswith("version 3: request ")
+    # The on_reload hook ran in each new generation, with both ids.
+    wait_until(lambda: "generation 2 -> 3: version 3" in c.stderr(), 5, "the on_reload log line")
+    assert "generation 1 -> 2: version 2" in c.stderr(), c.stderr()
