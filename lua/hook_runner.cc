@@ -310,6 +310,18 @@ bool HookRunner::runCheckExpect(int hook_id, const core::CheckResponse& res,
 
 namespace {
 
+// "cfg.lua:12: no way" -> "cfg.lua:12: on_reload: no way": the location stays first, as
+// in every config error (`file:line: message`). Without a location, `what` leads.
+std::string insertAfterLocation(const std::string& msg, const char* what) {
+  for (size_t colon = msg.find(':'); colon != std::string::npos; colon = msg.find(':', colon + 1)) {
+    size_t digits = colon + 1;
+    while (digits < msg.size() && msg[digits] >= '0' && msg[digits] <= '9') ++digits;
+    if (digits > colon + 1 && msg.compare(digits, 2, ": ") == 0)
+      return msg.substr(0, digits + 2) + what + msg.substr(digits + 2);
+  }
+  return what + msg;
+}
+
 // { id = N, path = "...", frontends = { names }, backends = { names } }: one side of a
 // reload as on_reload(prev, next) sees it.
 void pushGenerationInfo(lua_State* L, uint64_t id, const core::Config* cfg) {
@@ -350,8 +362,7 @@ core::Status HookRunner::runReloadHooks(const core::ReloadInfo& info) {
     pushGenerationInfo(L, info.next_id, info.next);
     std::string error = pcallBudget(2, 0, handler, "on_reload");
     lua_settop(L, top);
-    // The message carries the hook's file:line (messageHandler keeps the location).
-    if (!error.empty()) return core::Status::error(error);
+    if (!error.empty()) return core::Status::error(insertAfterLocation(error, "on_reload: "));
   }
   return core::Status();
 }

@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -277,17 +278,33 @@ Status Process::reload(const char* reason) {
   };
   auto loaded = loader_.load(path_);
   if (!loaded.ok()) return failed(loaded.message());
-  const Config& cfg = *loaded->config;
   const Config& old = current_->config();
-  int threads = cfg.global.threads > 0
-                    ? cfg.global.threads
-                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (threads != threads_)
-    logWarning("reload: threads stays {} (a new thread count needs a binary upgrade)", threads_);
-  if (cfg.global.bufsize != old.global.bufsize)
-    logWarning("reload: bufsize stays {} (a new size needs a binary upgrade)", old.global.bufsize);
-  if (cfg.global.cpu_map != old.global.cpu_map)
-    logWarning("reload: cpu_map is applied at start only (a new map needs a binary upgrade)");
+  {
+    // threads, bufsize and cpu_map are fixed at start (buffer pools and threads exist);
+    // the new generation runs with the running values, and says so.
+    const GlobalConfig& g = loaded->config->global;
+    int threads = g.threads > 0
+                      ? g.threads
+                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    bool threads_differ = threads != threads_;
+    bool bufsize_differs = g.bufsize != old.global.bufsize;
+    bool cpu_map_differs = g.cpu_map != old.global.cpu_map;
+    if (threads_differ)
+      logWarning("reload: threads stays {} (a new thread count needs a binary upgrade)", threads_);
+    if (bufsize_differs)
+      logWarning("reload: bufsize stays {} (a new size needs a binary upgrade)",
+                 old.global.bufsize);
+    if (cpu_map_differs)
+      logWarning("reload: cpu_map is applied at start only (a new map needs a binary upgrade)");
+    if (threads_differ || bufsize_differs || cpu_map_differs) {
+      auto patched = std::make_shared<Config>(*loaded->config);
+      patched->global.threads = old.global.threads;
+      patched->global.bufsize = old.global.bufsize;
+      patched->global.cpu_map = old.global.cpu_map;
+      loaded->config = std::move(patched);
+    }
+  }
+  const Config& cfg = *loaded->config;
 
   std::vector<ListenSocket> next;
   std::vector<int> opened;
@@ -308,8 +325,7 @@ Status Process::reload(const char* reason) {
   if (loaded->main_runner) {
     loaded->main_runner->attach(*gen);
     ReloadInfo info{current_->id(), &old, gen->id(), &cfg};
-    if (Status st = loaded->main_runner->runReloadHooks(info); !st.ok())
-      return undo("on_reload: " + st.message());
+    if (Status st = loaded->main_runner->runReloadHooks(info); !st.ok()) return undo(st.message());
   }
   std::vector<std::shared_ptr<WorkerGeneration>> wgs;
   for (int i = 0; i < threads_; ++i) {
@@ -341,8 +357,15 @@ Status Process::reload(const char* reason) {
       continue;
     }
     ++closed;
-    ::close(s.fd);  // the workers close their dups on their next turn
-    if (!handed_over_) unlinkUnixPath(s);
+    // The workers close their dups on their next loop turn, which a busy worker may not
+    // reach for a while: shutdown() stops the socket itself from accepting now (new
+    // connection attempts are refused). Not when another process (a binary upgrade)
+    // holds the socket too: it is still serving there.
+    if (!handed_over_) {
+      ::shutdown(s.fd, SHUT_RDWR);
+      unlinkUnixPath(s);
+    }
+    ::close(s.fd);
   }
   sockets_ = std::move(next);
   Retired r;
@@ -371,7 +394,10 @@ int Process::liveGenerations() {
 
 void Process::enforceMaxGenerations(int max) {
   if (max <= 0) return;
-  int live = liveGenerations();
+  // A generation whose sessions were told to close is on its way out: it does not count.
+  int live = current_ ? 1 : 0;
+  for (const Retired& r : retired_)
+    if (!r.gen.expired() && !r.closing) ++live;
   for (Retired& r : retired_) {
     if (live <= max) break;
     if (r.gen.expired() || r.closing) continue;

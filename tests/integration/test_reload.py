@@ -11,8 +11,6 @@ The runtime API is driven with `crescent ctl` / `crescent reload` (the documente
 clients) and, where many commands are needed, over one UNIX socket connection with the
 documented line protocol (a command and a newline; the reply ends with an empty line).
 
-Tests marked xfail(strict=True) reproduce known bugs (the reason says which); they
-start failing (XPASS) once the bug is fixed, and the mark must then go.
 """
 
 import asyncio
@@ -754,9 +752,6 @@ def test_threads_and_bufsize_fixed_at_start(crescent, write_config, api_sock):
     assert big_header_status(port, 1000) == (200, "big 1000\n")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a reload to a smaller bufsize logs \"bufsize stays "
-                   "16384\" but the new generation limits request heads to the new, smaller "
-                   "size")
 def test_bufsize_kept_when_a_reload_lowers_it(crescent, write_config, api_sock):
     """bufsize 16k at start, a reload to 4k: the log says 16384 is kept, so a request head
     of 8,000 bytes, accepted before the reload, must be accepted after it."""
@@ -796,9 +791,9 @@ end)
     rc, out = reload_cmd(api_sock)
     assert rc == 1, out
     line = line_of(veto, 'error("no way")')
-    # The message names the hook ("on_reload: "), then file:line: and the error.
-    assert out.splitlines()[:2] == ["Success=0", f"on_reload: {cfg}:{line}: no way"], out
-    wait_log(c, rf"reload refused, generation 1 keeps serving: .*:{line}: no way")
+    # file:line: first, as every config error, then the hook and its error.
+    assert out.splitlines()[:2] == ["Success=0", f"{cfg}:{line}: on_reload: no way"], out
+    wait_log(c, rf"reload refused, generation 1 keeps serving: .*:{line}: on_reload: no way")
     assert http_get(port) == (200, "one\n")
     assert info_int(api_sock, "Generation") == 1
 
@@ -1011,9 +1006,6 @@ listen "two" {{
 """
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a removed bind stays listening until every "
-                   "worker has had a turn to close its copy of the socket: a connection in "
-                   "that window is accepted by the kernel and then reset")
 def test_removed_bind_refuses_while_a_worker_is_busy(crescent, write_config, api_sock):
     """Once `crescent reload` has answered Success=1 for a config without bind P2, a
     connection to P2 is refused, even while the (only) worker is busy in a 0.8 s Lua
@@ -1410,9 +1402,6 @@ def test_max_generations_closes_the_oldest(crescent, write_config, api_sock, ws_
     assert not stderr_lines(c, r"generation 7: max_generations")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: enforceMaxGenerations counts a generation that "
-                   "is still closing as live, so a second reload before its sessions are gone "
-                   "closes one more, younger generation")
 def test_max_generations_back_to_back_reloads(crescent, write_config, api_sock, ws_server):
     """The same as above with the reloads to 4 and 5 sent back to back while the worker is
     busy (a 0.6 s Lua service), so generation 1's session is not closed yet when the
