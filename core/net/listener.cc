@@ -89,7 +89,16 @@ Listener::Listener(EventLoop& loop, bool unix_socket, OnPending cb, void* ctx)
 
 void Listener::onConnectionCb(uv_stream_t* s, int status) {
   auto* self = static_cast<Listener*>(s->data);
-  if (status != 0 || self->closing_) return;  // e.g. EMFILE: libuv retries later
+  if (self->closing_) return;
+  if (status == UV_EMFILE || status == UV_ENFILE || status == UV_ENOBUFS || status == UV_ENOMEM)
+    return;  // a shortage: libuv polls again later
+  if (status != 0) {
+    // The socket itself cannot accept any more (shut down): stop polling it now, or libuv
+    // calls us again at once, forever. Closing sets the handle's fd to -1, which ends
+    // libuv's accept loop.
+    self->close();
+    return;
+  }
   self->cb_(self->ctx_, *self);
 }
 
@@ -106,8 +115,18 @@ void Listener::close() {
   uv_close(reinterpret_cast<uv_handle_t*>(&h_), &Listener::onCloseCb);
 }
 
+void Listener::release() {
+  owned_ = false;
+  if (closed_)
+    delete this;
+  else
+    close();
+}
+
 void Listener::onCloseCb(uv_handle_t* h) {
-  delete static_cast<Listener*>(h->data);
+  auto* self = static_cast<Listener*>(h->data);
+  self->closed_ = true;
+  if (!self->owned_) delete self;
 }
 
 }  // namespace crescent::core

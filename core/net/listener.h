@@ -26,12 +26,16 @@ Address socketLocalAddress(int fd);
 /// kernel's queue: libuv then stops polling this socket until resume() accepts it, which
 /// is how maxconn makes clients wait instead of being refused.
 ///
-/// Owned through ListenerPtr (deleter closes; the object frees itself in its close cb).
+/// Owned through ListenerPtr (deleter closes; the object frees itself in its close cb,
+/// or in the deleter when its handle closed already). A socket that can no longer accept
+/// (accept fails with anything but a resource shortage, e.g. EINVAL after a reload shut a
+/// removed bind down) closes the handle at once: libuv would otherwise retry the accept
+/// in a loop.
 class Listener {
  public:
   using OnPending = void (*)(void* ctx, Listener& l);
   struct Closer {
-    void operator()(Listener* l) const { l->close(); }
+    void operator()(Listener* l) const { l->release(); }
   };
 
   /// Takes ownership of `fd` (a dup of the listening socket). Errors: libuv's text.
@@ -44,9 +48,12 @@ class Listener {
   bool paused() const { return paused_; }
   void setPaused() { paused_ = true; }
   bool unixSocket() const { return unix_; }
-  void close();
 
  private:
+  // Closes the handle (idempotent); memory goes in onCloseCb once the owner released it.
+  void close();
+  // The owner lets go (ListenerPtr's deleter).
+  void release();
   Listener(EventLoop& loop, bool unix_socket, OnPending cb, void* ctx);
   ~Listener() = default;
   static void onConnectionCb(uv_stream_t* s, int status);
@@ -62,6 +69,8 @@ class Listener {
   void* ctx_;
   bool paused_ = false;
   bool closing_ = false;
+  bool closed_ = false;  // the close callback ran
+  bool owned_ = true;    // a ListenerPtr still holds it
 };
 
 using ListenerPtr = std::unique_ptr<Listener, Listener::Closer>;
