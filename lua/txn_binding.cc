@@ -274,6 +274,7 @@ int txnUseBackend(lua_State* L) {
 }
 
 void pushProxyHeader(lua_State* L, const core::proxy::Header& h);
+void pushTlsInfo(lua_State* L, const core::tls::Info& i);
 
 int txnIndex(lua_State* L) {
   ActiveCall& call = txnCall(L);
@@ -315,7 +316,30 @@ int txnIndex(lua_State* L) {
     pushProxyHeader(L, *ctx.proxy);
     return 1;
   }
+  if (key == "tls") {
+    if (ctx.tls == nullptr) return 0;
+    pushTlsInfo(L, *ctx.tls);
+    return 1;
+  }
   return 0;
+}
+
+// txn.tls: the TLS session crescent terminated on the bind, as a table: { version,
+// cipher, sni, alpn, resumed }; sni and alpn are absent when the client sent no name /
+// ALPN agreed on none.
+void pushTlsInfo(lua_State* L, const core::tls::Info& i) {
+  lua_createtable(L, 0, 5);
+  auto set = [&](const char* name, const std::string& v) {
+    if (v.empty()) return;
+    lua_pushlstring(L, v.data(), v.size());
+    lua_setfield(L, -2, name);
+  };
+  set("version", i.version);
+  set("cipher", i.cipher);
+  set("sni", i.sni);
+  set("alpn", i.alpn);
+  lua_pushboolean(L, i.resumed ? 1 : 0);
+  lua_setfield(L, -2, "resumed");
 }
 
 // txn.proxy: the PROXY header the connection began with, as a table:

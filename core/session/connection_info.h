@@ -5,6 +5,7 @@
 #include "core/base/buffer.h"
 #include "core/net/address.h"
 #include "core/proto/proxy_protocol.h"
+#include "core/tls/tls_info.h"
 
 namespace crescent::core {
 
@@ -19,6 +20,10 @@ struct ConnectionInfo {
   Address dst;
   /// The PROXY header received (TLVs for Lua's txn.proxy), or null.
   std::shared_ptr<const proxy::Header> proxy;
+  /// What the TLS handshake on this bind agreed on, when crescent terminated TLS for
+  /// this connection (Lua's txn.tls; the SSL, AUTHORITY and ALPN TLVs a `send_proxy =
+  /// "v2"` server gets when no received PROXY header carries them), or null: no TLS.
+  std::shared_ptr<const tls::Info> tls;
   /// Bytes received after the PROXY header, before the session took over (the start of
   /// the first request, or of the TCP stream). Given to the session first.
   Buffer early;

@@ -124,6 +124,39 @@ void Connector::handOver() {
   owner_.onConnected(std::move(out), *srv);  // may destroy us: last statement
 }
 
+proxy::V2Options proxyV2Options(unsigned options, const proxy::Header* received,
+                                const tls::Info* tls) {
+  proxy::V2Options o;
+  o.crc32c = (options & kProxyV2Crc32c) != 0;
+  if ((options & kProxyV2Authority) != 0) {
+    if (auto a = received != nullptr ? received->authority() : std::nullopt)
+      o.authority = std::string(*a);
+    else if (tls != nullptr)
+      o.authority = tls->sni;  // empty (left out) when the client sent no SNI
+  }
+  if ((options & kProxyV2Alpn) != 0) {
+    if (auto a = received != nullptr ? received->alpn() : std::nullopt)
+      o.alpn = std::string(*a);
+    else if (tls != nullptr)
+      o.alpn = tls->alpn;
+  }
+  if ((options & kProxyV2UniqueId) != 0 && received != nullptr)
+    if (auto u = received->uniqueId()) o.unique_id = std::string(*u);
+  if ((options & kProxyV2Ssl) != 0) {
+    auto ssl = received != nullptr ? received->ssl() : std::nullopt;
+    if (ssl && (ssl->client & proxy::kClientSsl) != 0) {
+      o.ssl = true;
+      o.ssl_version = ssl->version;
+      o.ssl_cipher = ssl->cipher;
+    } else if (tls != nullptr) {  // the hop before us passed the client's TLS through
+      o.ssl = true;
+      o.ssl_version = tls->version;
+      o.ssl_cipher = tls->cipher;
+    }
+  }
+  return o;
+}
+
 // `send_proxy`: the PROXY header goes first on the new connection (before any request
 // byte, and before TLS when the server uses it), describing the client (DESIGN §7).
 void Connector::writeProxyHeader(Stream& out, Server& srv) {
@@ -141,24 +174,7 @@ void Connector::writeProxyHeader(Stream& out, Server& srv) {
     out.write(proxy::encodeV1(*src, *dst));
     return;
   }
-  proxy::V2Options o;
-  o.crc32c = (sc.proxy_v2_options & kProxyV2Crc32c) != 0;
-  if (origin_proxy_ != nullptr) {
-    // What the client's own PROXY header said (the chain's first hop knows best).
-    if ((sc.proxy_v2_options & kProxyV2Authority) != 0)
-      if (auto a = origin_proxy_->authority()) o.authority = std::string(*a);
-    if ((sc.proxy_v2_options & kProxyV2Alpn) != 0)
-      if (auto a = origin_proxy_->alpn()) o.alpn = std::string(*a);
-    if ((sc.proxy_v2_options & kProxyV2UniqueId) != 0)
-      if (auto u = origin_proxy_->uniqueId()) o.unique_id = std::string(*u);
-    if ((sc.proxy_v2_options & kProxyV2Ssl) != 0) {
-      if (auto ssl = origin_proxy_->ssl()) {
-        o.ssl = (ssl->client & proxy::kClientSsl) != 0;
-        o.ssl_version = ssl->version;
-        o.ssl_cipher = ssl->cipher;
-      }
-    }
-  }
+  proxy::V2Options o = proxyV2Options(sc.proxy_v2_options, origin_proxy_, origin_tls_);
   if ((sc.proxy_v2_options & kProxyV2UniqueId) != 0 && o.unique_id.empty())
     o.unique_id =
         fmt::format("{:016x}", hashKey(src->toString() + "|" + std::to_string(monotonicMs())) ^

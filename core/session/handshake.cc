@@ -152,6 +152,9 @@ void Handshake::onStreamTlsReady(Stream& s, int status) {
   if (done_) return;
   if (status != 0) return fail("TLS handshake failed: " + s.tlsError());
   if (const tls::Info* i = tls::tlsInfo(s)) {
+    // A copy for the session (Lua's txn.tls, the next hop's PROXY v2 TLVs): it then needs
+    // no access to the stream's filter.
+    info_.tls = std::make_shared<const tls::Info>(*i);
     const FrontendConfig& fe = wg_->config().frontends[fe_index_];
     logInfo("frontend \"{}\": bind {}: TLS from {}: {} {}, sni \"{}\", alpn \"{}\", {}", fe.name,
             fe.binds[bind_index_].text, info_.src.toString(), i->version, i->cipher, i->sni,

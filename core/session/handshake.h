@@ -25,8 +25,9 @@ void startFrontendSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg
 /// `tls`: reads the PROXY v1/v2 header (a header split across reads is waited for), then
 /// runs the TLS handshake (its first bytes may have come with the header), all within
 /// `timeout handshake` (default `timeout client`), then hands the connection, the
-/// addresses the header carries and the bytes after it to the frontend's session (with
-/// TLS, the session reads plaintext from the same Stream). Anything that is not a valid
+/// addresses the header carries, the bytes after it and what the TLS handshake agreed on
+/// (ConnectionInfo::tls) to the frontend's session (with TLS, the session reads plaintext
+/// from the same Stream). Anything that is not a valid
 /// header, a failed TLS handshake, a close, or the timeout ends the connection with one
 /// warning line naming the frontend, the peer and the reason. Nothing is guessed:
 /// without a header no byte reaches the session. A TLS handshake that succeeds is logged

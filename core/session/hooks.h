@@ -14,6 +14,7 @@
 #include "core/net/address.h"
 #include "core/proto/http_head.h"
 #include "core/proto/proxy_protocol.h"
+#include "core/tls/tls_info.h"
 
 namespace crescent::core {
 
@@ -35,6 +36,7 @@ struct RequestContext {
   std::string_view frontend;
   bool http = true;                      ///< false in TCP mode: `txn.req` is nil
   const proxy::Header* proxy = nullptr;  ///< the PROXY header received, or null
+  const tls::Info* tls = nullptr;        ///< TLS terminated on the bind (txn.tls), or null
 };
 
 /// What an http_request hook decided.

@@ -53,6 +53,7 @@ void HttpSession::start(ConnectionInfo info) {
   src_ = std::move(info.src);
   dst_ = std::move(info.dst);
   proxy_ = std::move(info.proxy);
+  tls_ = std::move(info.tls);
   client_->setHandler(this);
   client_->readStart();
   armTimer();
@@ -198,6 +199,7 @@ void HttpSession::onRequestHead() {
   if (fe_->http_request_hook > 0 && scripts != nullptr) {
     RequestContext ctx{req_, src_, dst_, fe_->name};
     ctx.proxy = proxy_.get();
+    ctx.tls = tls_.get();
     HookDecision d = scripts->runHttpRequest(fe_->http_request_hook, ctx);
     switch (d.kind) {
       case HookDecision::Kind::kContinue:
@@ -264,6 +266,7 @@ void HttpSession::runService() {
   const BackendConfig& be = wg_->config().backends[backend_];
   RequestContext ctx{req_, src_, dst_, fe_->name};
   ctx.proxy = proxy_.get();
+  ctx.tls = tls_.get();
   ServiceResponse r = wg_->scripts()->runService(be.service_hook, ctx, service_body_);
   service_body_.clear();
   if (!r.ok) {

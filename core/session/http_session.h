@@ -134,6 +134,7 @@ class HttpSession final : public Session,
   State state_ = State::kWaitRequest;
   Address src_, dst_;
   std::shared_ptr<const proxy::Header> proxy_;  // received PROXY header, or null
+  std::shared_ptr<const tls::Info> tls_;        // TLS terminated on the bind, or null
   bool first_request_ = true;
   bool in_process_ = false;  // processClient() is on the stack
   bool client_eof_ = false;

@@ -31,6 +31,7 @@ void HttpSession::connectToServer() {
   pr.now_ms = monotonicMs();
   RequestContext ctx{req_, src_, dst_, fe_->name};
   ctx.proxy = proxy_.get();
+  ctx.tls = tls_.get();
   switch (dispatch_->start(ctx, pr)) {
     case ServerDispatch::Outcome::kAssigned:
       return useServer(*dispatch_->server());
@@ -70,7 +71,7 @@ void HttpSession::useServer(Server& server) {
   reused_conn_ = false;
   connector_ =
       std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
-  connector_->setOrigin(&src_, &dst_, proxy_.get());
+  connector_->setOrigin(&src_, &dst_, proxy_.get(), tls_.get());
   connector_->start(*s);
 }
 

@@ -46,6 +46,7 @@ void TcpSession::start(ConnectionInfo info) {
   src_ = std::move(info.src);
   dst_ = std::move(info.dst);
   proxy_ = std::move(info.proxy);
+  tls_ = std::move(info.tls);
   if (!info.early.empty()) early_ = std::move(info.early);
   AclSample sample;
   sample.src = &src_;
@@ -62,6 +63,7 @@ void TcpSession::start(ConnectionInfo info) {
   RequestContext ctx{none, src_, dst_, fe_.name};
   ctx.http = false;
   ctx.proxy = proxy_.get();
+  ctx.tls = tls_.get();
   switch (dispatch_->start(ctx, pr)) {
     case ServerDispatch::Outcome::kAssigned:
       return connect(*dispatch_->server());
@@ -110,7 +112,7 @@ void TcpSession::onStreamError(Stream&, int) {
 void TcpSession::connect(Server& server) {
   connector_ =
       std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
-  connector_->setOrigin(&src_, &dst_, proxy_.get());
+  connector_->setOrigin(&src_, &dst_, proxy_.get(), tls_.get());
   connector_->start(server);
 }
 

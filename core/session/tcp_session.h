@@ -62,6 +62,7 @@ class TcpSession final : public Session,
   int backend_ = -1;
   Address src_, dst_;
   std::shared_ptr<const proxy::Header> proxy_;  // received PROXY header, or null
+  std::shared_ptr<const tls::Info> tls_;        // TLS terminated on the bind, or null
   uint64_t accept_ms_ = 0, accept_wall_ = 0, connected_ms_ = 0;
   Buffer early_;  // client bytes received while queued (one buffer, then reading stops)
   bool done_ = false;

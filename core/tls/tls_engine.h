@@ -10,21 +10,12 @@
 
 #include "core/base/buffer.h"
 #include "core/net/stream_filter.h"
+#include "core/tls/tls_info.h"
 
 namespace crescent::core::tls {
 
 class ServerContext;
 class ClientContext;
-
-/// What a finished handshake agreed on (for logs, Lua, PROXY v2 SSL TLVs).
-struct Info {
-  std::string version;   ///< "TLSv1.3", "TLSv1.2", ...
-  std::string cipher;    ///< OpenSSL's name, e.g. "TLS_AES_256_GCM_SHA384"
-  std::string sni;       ///< accept side: the name the client asked for; connect side:
-                         ///< the name sent. Empty: none.
-  std::string alpn;      ///< the protocol agreed by ALPN; empty: none
-  bool resumed = false;  ///< an earlier session was resumed (ticket or session cache)
-};
 
 /// One TLS connection as a sans-I/O engine (STYLE rule 7, DESIGN §7): OpenSSL driven
 /// through a memory BIO of our own. Ciphertext goes in with input() (pooled buffers, no

@@ -2,9 +2,12 @@
 and chains over UNIX sockets.
 
 The original client always connects from 127.0.0.5, so that its address can be told
-apart from the proxies' own (127.0.0.1) in every log and header."""
+apart from the proxies' own (127.0.0.1) in every log and header; the tests of TLS facts
+sent on (PP2_TYPE_SSL, AUTHORITY, ALPN) connect from 127.0.0.1 and tell the client apart
+by its port."""
 
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -14,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import NGINX_HEAD, SLOW, Process, addr, free_port, wait_until
+from conftest import NGINX_HEAD, SLOW, Process, addr, curl, free_port, wait_until
+from test_tls import Certs
 
 CLIENT_IP = "127.0.0.5"
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -430,3 +434,120 @@ backend "b" {{ server "echo" {{ "{addr(echo.port)}" }} }}
     assert "PROXY" not in c.stderr(), c.stderr()  # no header refused
     assert "is DOWN" not in c.stderr()
     assert body_of(http_get(port, "/after")).startswith(f"xff={CLIENT_IP}")
+
+
+# ---------------------------------------------------------------------------
+# TLS terminated by crescent: its facts in the PROXY v2 header sent to the next hop
+
+
+def read_v2_header(conn):
+    """Reads one PROXY v2 header from `conn` and decodes it after the specification
+    (haproxy's doc/proxy-protocol.txt §2.2), independently of crescent's codec: returns
+    {src, dst, sport, dport, tlvs: {type: value}, ssl: {client, verify, subs}, crc_ok}."""
+
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            assert chunk, f"EOF after {len(data)} of {n} header bytes"
+            data += chunk
+        return data
+
+    fixed = exactly(16)
+    assert fixed[:12] == V2_SIG and fixed[12] == 0x21 and fixed[13] == 0x11, fixed
+    rest = exactly(struct.unpack("!H", fixed[14:16])[0])
+    out = {"src": socket.inet_ntoa(rest[0:4]), "dst": socket.inet_ntoa(rest[4:8])}
+    out["sport"], out["dport"] = struct.unpack("!HH", rest[8:12])
+    tlvs, crc_at, i = {}, None, 12
+    while i < len(rest):
+        t, n = rest[i], struct.unpack("!H", rest[i + 1:i + 3])[0]
+        assert i + 3 + n <= len(rest), "TLV beyond the header"
+        tlvs[t] = rest[i + 3:i + 3 + n]
+        if t == 0x03:
+            crc_at = 16 + i + 3
+        i += 3 + n
+    out["tlvs"] = tlvs
+    if crc_at is not None:
+        whole = fixed + rest
+        zeroed = whole[:crc_at] + b"\0\0\0\0" + whole[crc_at + 4:]
+        out["crc_ok"] = struct.unpack("!I", whole[crc_at:crc_at + 4])[0] == _crc32c(zeroed)
+    if 0x20 in tlvs:
+        v = tlvs[0x20]
+        subs, j = {}, 5
+        while j < len(v):
+            t, n = v[j], struct.unpack("!H", v[j + 1:j + 3])[0]
+            subs[t] = v[j + 3:j + 3 + n].decode()
+            j += 3 + n
+        out["ssl"] = {"client": v[0], "verify": struct.unpack("!I", v[1:5])[0], "subs": subs}
+    return out
+
+
+def test_tcp_mode_tls_bind_sends_tls_facts_in_v2_tlvs(crescent, tcp_server, tmp_path):
+    """A TCP-mode TLS bind whose server gets PROXY v2 with proxy_v2_options = { "ssl",
+    "authority", "alpn", "crc32c" }: the header carries the client's address, the SNI it
+    sent, the ALPN protocol agreed, PP2_TYPE_SSL (client = PP2_CLIENT_SSL, verify 0, the
+    version and cipher the client negotiated) and a valid CRC32C."""
+    certs = Certs(tmp_path / "certs").leaf("site", "site.test")
+    seen = []
+
+    def handler(conn):
+        seen.append(read_v2_header(conn))
+        conn.sendall(b"header read\n")
+
+    srv = tcp_server(handler)
+    port = free_port()
+    crescent(f"""
+global {{ threads = 1 }}
+defaults {{ mode = "tcp", timeout = {{ connect = "2s", client = "10s", server = "10s" }} }}
+listen "tls" {{
+  bind {{ "127.0.0.1:{port}", tls = {{ cert = "{certs.path('site.pem')}", alpn = {{ "http/1.1" }} }} }},
+  server "s" {{ "{addr(srv.port)}", send_proxy = "v2",
+               proxy_v2_options = {{ "ssl", "authority", "alpn", "crc32c" }} }},
+}}
+""", ports=[port])
+    ctx = ssl.create_default_context(cafile=certs.path("ca.crt"))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as raw:
+        with ctx.wrap_socket(raw, server_hostname="site.test") as s:
+            local_port = s.getsockname()[1]
+            version, cipher = s.version(), s.cipher()[0]
+            assert s.selected_alpn_protocol() == "http/1.1"
+            got = b""
+            while b"\n" not in got:
+                chunk = s.recv(100)
+                assert chunk, got
+                got += chunk
+    assert got == b"header read\n", (got, srv.errors)
+    h = seen[0]
+    assert (h["src"], h["sport"], h["dst"], h["dport"]) == ("127.0.0.1", local_port,
+                                                            "127.0.0.1", port), h
+    assert set(h["tlvs"]) == {0x01, 0x02, 0x03, 0x20}, h
+    assert h["tlvs"][0x02] == b"site.test" and h["tlvs"][0x01] == b"http/1.1", h
+    assert h["crc_ok"], h
+    assert h["ssl"] == {"client": 0x01, "verify": 0, "subs": {0x21: version, 0x23: cipher}}, h
+
+
+def test_tls_authority_reaches_haproxy(crescent, haproxy, tmp_path):
+    """HAProxy (accept-proxy) reads the authority TLV crescent fills from the SNI of the
+    TLS it terminated (fc_pp_authority), and the client's address."""
+    certs = Certs(tmp_path / "certs").leaf("site", "site.test")
+    c_port, h_port = free_port(), free_port()
+    haproxy(f"""
+frontend fe
+  bind 127.0.0.1:{h_port} accept-proxy
+  http-request return status 200 content-type text/plain lf-string "authority=%[fc_pp_authority] client=%[src]:%[src_port]"
+""", ports=[])
+    wait_until(lambda: _connectable(h_port), 10 * SLOW, "HAProxy listening")
+    crescent(crescent_cfg(f"""
+frontend "public" {{
+  bind {{ "127.0.0.1:{c_port}", tls = {{ cert = "{certs.path('site.pem')}" }} }},
+  default_backend = "hap",
+}}
+backend "hap" {{
+  server "haproxy" {{ "127.0.0.1:{h_port}", send_proxy = "v2", proxy_v2_options = {{ "authority" }} }},
+}}
+"""), ports=[c_port])
+    r = curl("--cacert", certs.path("ca.crt"), "--resolve", f"site.test:{c_port}:127.0.0.1",
+             "-w", " %{local_port}", f"https://site.test:{c_port}/")
+    body, local_port = r.out.rsplit(" ", 1)
+    assert body == f"authority=site.test client=127.0.0.1:{local_port}", r.out

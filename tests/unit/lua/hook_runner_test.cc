@@ -90,6 +90,33 @@ TEST(HookTxn, ReadsTheRequest) {
             "10.1.2.3|5555|127.0.0.1|8080|public|txn|txn.req|false");
 }
 
+TEST(HookTxn, TlsIsNilWithoutTlsAndATableWithIt) {
+  Fixture f(wrapHook(R"(
+    local t = txn.tls
+    if t == nil then return txn:reply(200, "nil") end
+    txn:reply(200, table.concat({ t.version, t.cipher, tostring(t.sni), tostring(t.alpn),
+                                  tostring(t.resumed) }, "|"))
+  )"));
+  ASSERT_TRUE(f.runner);
+  Request plain;
+  HookDecision d = f.runner->runHttpRequest(f.hook(), plain.ctx);
+  ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
+  EXPECT_EQ(d.body, "nil");
+
+  core::tls::Info info{"TLSv1.3", "TLS_AES_128_GCM_SHA256", "site.test", "http/1.1", true};
+  Request r;
+  r.ctx.tls = &info;
+  d = f.runner->runHttpRequest(f.hook(), r.ctx);
+  ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
+  EXPECT_EQ(d.body, "TLSv1.3|TLS_AES_128_GCM_SHA256|site.test|http/1.1|true");
+
+  core::tls::Info bare{"TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256", "", "", false};
+  r.ctx.tls = &bare;  // no SNI, no ALPN: the fields are absent, not ""
+  d = f.runner->runHttpRequest(f.hook(), r.ctx);
+  ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
+  EXPECT_EQ(d.body, "TLSv1.2|ECDHE-ECDSA-AES128-GCM-SHA256|nil|nil|false");
+}
+
 TEST(HookTxn, EditsHeadersAndPath) {
   Fixture f(wrapHook(R"(
     txn.req:set_header("X-Set", "1")
