@@ -296,6 +296,23 @@ void HttpSession::sendLocalResponse(int status,
   if (!has_type && !body.empty()) h.add("content-type", "text/plain");
   bool no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
   if (!no_body) h.add("content-length", std::to_string(body.size()));
+  // A Lua service's response is compressed like a server's (same rules, compression.h);
+  // the whole body is at hand, so the result keeps a Content-Length and the connection.
+  std::string coded;
+  if (backend_ >= 0 && !no_body && compressionConfig().enabled) {
+    noteRequestForCompression();
+    http1::Framing framing;
+    framing.body = http1::BodyKind::kContentLength;
+    framing.content_length = body.size();
+    compression::Verdict v = compression::decide(compressionConfig(), gz_req_, h, framing);
+    if (v == compression::Verdict::kCompress && compressWhole(body, gz_req_.accepted, coded)) {
+      compression::editResponseHead(h, gz_req_.accepted, false);
+      h.add("content-length", std::to_string(coded.size()));
+      body = coded;
+    } else if (v == compression::Verdict::kNotAccepted || v == compression::Verdict::kCompress) {
+      compression::addVary(h);  // another client would get it compressed
+    }
+  }
   if (!client_keep_alive_)
     h.add("connection", "close");
   else if (req_.version_minor == 0)
@@ -313,6 +330,16 @@ void HttpSession::sendLocalResponse(int status,
     req_done_ = true;
   }
   endExchange();
+}
+
+// Compresses a whole body (raw framing) into `out`; false when zlib refused.
+bool HttpSession::compressWhole(std::string_view body, compression::Algo algo, std::string& out) {
+  compression::Encoder enc(BufferPool::local(), compression::Encoder::Framing::kRaw);
+  std::vector<Buffer> parts;
+  if (!enc.init(algo, compressionConfig().level) || !enc.feed(body, parts) || !enc.finish(parts))
+    return false;
+  for (const Buffer& b : parts) out.append(b.view());
+  return true;
 }
 
 void HttpSession::sendError(int status, const char* term) {

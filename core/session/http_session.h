@@ -88,6 +88,7 @@ class HttpSession final : public Session,
                          const std::vector<std::pair<std::string, std::string>>& headers,
                          std::string_view body, bool keep_alive);
   void sendError(int status, const char* term);
+  bool compressWhole(std::string_view body, compression::Algo algo, std::string& out);
   void onClientEof();
   void endExchange();
   void beginClosing();

@@ -349,3 +349,71 @@ def test_http10_client_chunked_upstream(proxy):
     assert b"content-encoding: gzip" in head.lower(), head
     assert b"transfer-encoding" not in head.lower(), head
     assert gzip.decompress(body) == SCRIPTED
+
+
+SERVICE_CONFIG = """
+listen "svc" {{
+  bind {{ "{bind}" }},
+  compression = {{ algo = {{ "gzip" }}, min_size = 100 }},
+  service = function(applet)
+    local n = tonumber(applet.path:match("/(%d+)$")) or 0
+    applet:set_status(200)
+    applet:add_header("content-type", "text/plain")
+    applet:add_header("etag", '"v1"')
+    applet:start_response()
+    applet:send(string.rep("line of text from a Lua service\\n", n))
+  end,
+}}
+"""
+
+
+def test_lua_service_response_compressed(crescent, tmp_path):
+    """A Lua service's response follows the same rules as a server's: gzip for a client
+    that asks (Vary, weak ETag, a Content-Length of the coded size, the connection kept),
+    not for one that does not (Vary still), nor below min_size."""
+    port = free_port()
+    cfg = tmp_path / "svc.lua"
+    cfg.write_text(SERVICE_CONFIG.format(bind=addr(port)))
+    crescent(cfg, ports=[port])
+    expected = b"line of text from a Lua service\n" * 5000
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
+        for _ in range(2):  # twice on one connection: the first kept it open
+            s.sendall(b"GET /5000 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+            head, body = read_response(s)
+            assert head.startswith("HTTP/1.1 200"), head
+            h = head.lower()
+            assert "content-encoding: gzip" in h, head
+            assert "vary: accept-encoding" in h, head
+            assert 'etag: w/"v1"' in h, head
+            assert "transfer-encoding" not in h, head
+            assert gzip.decompress(body) == expected
+            assert len(body) < len(expected) // 10
+
+    r = curl("-si", f"http://{addr(port)}/5000")
+    head, _, body = r.out.partition("\r\n\r\n")
+    assert "content-encoding" not in head.lower(), head
+    assert "vary: accept-encoding" in head.lower(), head
+    assert body.encode() == expected
+
+    r = curl("-si", "-H", "Accept-Encoding: gzip", f"http://{addr(port)}/2")
+    assert "content-encoding" not in r.out.lower(), r.out  # 64 bytes < min_size
+
+
+def read_response(s):
+    """One Content-Length response from socket `s`: (head text, body bytes)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, f"connection closed before the head: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.search(rb"(?i)\r\ncontent-length: (\d+)", head)
+    assert m, head
+    need = int(m.group(1))
+    while len(body) < need:
+        chunk = s.recv(65536)
+        assert chunk, "connection closed in the body"
+        body += chunk
+    assert len(body) == need, (len(body), need)
+    return head.decode(), body
