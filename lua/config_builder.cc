@@ -669,15 +669,20 @@ Result<std::shared_ptr<core::Config>> buildConfigFromLua(lua_State* L, int idx) 
   lua_settop(L, top);
 
   readIntList(idx, "reload_hooks", cfg->reload_hooks);
-  lua_getfield(L, idx, "files");
-  if (lua_istable(L, -1)) {
-    for (size_t i = 1, n = lua_objlen(L, -1); i <= n; ++i) {
-      lua_rawgeti(L, -1, static_cast<int>(i));
-      if (const char* f = lua_tostring(L, -1)) cfg->files.emplace_back(f);
-      lua_pop(L, 1);
+  auto readStrings = [L](int t, const char* key, std::vector<std::string>& out) {
+    lua_getfield(L, t, key);
+    if (lua_istable(L, -1)) {
+      for (size_t i = 1, n = lua_objlen(L, -1); i <= n; ++i) {
+        lua_rawgeti(L, -1, static_cast<int>(i));
+        size_t len = 0;
+        if (const char* f = lua_tolstring(L, -1, &len)) out.emplace_back(f, len);
+        lua_pop(L, 1);
+      }
     }
-  }
-  lua_pop(L, 1);
+    lua_pop(L, 1);
+  };
+  readStrings(idx, "files", cfg->files);
+  readStrings(idx, "file_texts", cfg->file_texts);
 
   Status st = forEach(L, idx, "backends", [&](int b) { return readBackend(L, b, *cfg); });
   if (st.ok()) st = forEach(L, idx, "frontends", [&](int f) { return readFrontend(L, f, *cfg); });

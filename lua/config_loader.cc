@@ -26,6 +26,8 @@ core::Result<std::unique_ptr<core::ScriptRunner>> ConfigLoader::makeRunner(
     const core::Config& config) {
   ScriptState::LoadOptions quiet;
   quiet.quiet = true;  // load() already printed the script's log lines
+  for (size_t i = 0; i < config.files.size() && i < config.file_texts.size(); ++i)
+    quiet.modules.emplace_back(config.files[i], config.file_texts[i]);
   auto state = ScriptState::loadSource(config.path, config.script, quiet);
   if (!state.ok()) return state.status();
   return std::unique_ptr<core::ScriptRunner>(std::make_unique<HookRunner>(std::move(*state)));

@@ -150,6 +150,12 @@ Status ScriptState::evaluate(const LoadOptions& options) {
   lua_setfield(L, -2, "hooks");
   pushGuarded<nativeLog>(L);
   lua_setfield(L, -2, "log");
+  lua_createtable(L, 0, static_cast<int>(options.modules.size()));
+  for (const auto& [file, text] : options.modules) {
+    lua_pushlstring(L, text.data(), text.size());
+    lua_setfield(L, -2, file.c_str());
+  }
+  lua_setfield(L, -2, "modules");
   if (Status st = pcallStatus(L, 1, 1, handler); !st.ok()) {
     lua_settop(L, 0);
     return Status::error("internal error: crescent.config install: " + st.message());

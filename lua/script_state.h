@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/base/status.h"
 #include "core/config/config.h"
@@ -22,6 +24,10 @@ struct ScriptLoadOptions {
   /// states, which evaluate the script again after the main thread did: its log lines
   /// then appear once. Hooks log normally afterwards.
   bool quiet = false;
+  /// Texts of Lua modules by file path (Config::files / Config::file_texts): `require`
+  /// of such a file uses this text instead of reading the file again, so every worker's
+  /// state runs exactly the modules the main thread's evaluation read.
+  std::vector<std::pair<std::string, std::string>> modules;
 };
 
 /// A sandboxed LuaJIT state that has evaluated one generation's config script.

@@ -207,6 +207,7 @@ local function newContext(opts)
     reload_hooks = {},
     balancers = {},
     files = {},               -- Lua files the script required (global.watch watches them)
+    file_texts = {},          -- their texts as read, in the same order
     sealed = false,
   }
 
@@ -672,12 +673,12 @@ local function resolve(ctx)
     end
   end
   return { global = ctx.global, frontends = ctx.frontends, backends = ctx.backends,
-           reload_hooks = ctx.reload_hooks, files = ctx.files }
+           reload_hooks = ctx.reload_hooks, files = ctx.files, file_texts = ctx.file_texts }
 end
 
 -- Sandbox: what a config script (and later its hooks) may use. DESIGN §5.
-local function sandbox(G, dir, files)
-  local loadfile_ = loadfile
+local function sandbox(G, dir, files, file_texts, modules)
+  local loadstring_ = loadstring
   G.dofile, G.loadfile = nil, nil
   local os_ = os
   local safe_os = { getenv = os_.getenv, time = os_.time, clock = os_.clock, date = os_.date,
@@ -720,14 +721,24 @@ local function sandbox(G, dir, files)
           "looked up next to the config)", name), 2)
       end
       file = dir .. gsub(name, "%.", "/") .. ".lua"
-      local fh = io_open(file, "rb")
-      if not fh then
-        error(format('require: module "%s" not found (no file "%s")', name, file), 2)
+      -- A worker's state runs the text the main evaluation read (modules[file]), not
+      -- what the file holds by now: every state of a generation runs the same code.
+      local text = modules[file]
+      if not text then
+        local fh = io_open(file, "rb")
+        if not fh then
+          error(format('require: module "%s" not found (no file "%s")', name, file), 2)
+        end
+        text = fh:read("*a")
+        fh:close()
+        if not text then
+          error(format('require: module "%s": cannot read "%s"', name, file), 2)
+        end
       end
-      fh:close()
       files[#files + 1] = file
+      file_texts[#file_texts + 1] = text
       local err
-      loader, err = loadfile_(file)
+      loader, err = loadstring_(text, "@" .. file)
       if not loader then error(fullPath(err, file), 0) end
     end
     loaded[name] = LOADING
@@ -749,7 +760,7 @@ function _M.install(opts)
   if opts.text then setSource(opts.path, opts.text) end
   local G = _G
   for k, v in pairs(ctx.globals) do G[k] = v end
-  sandbox(G, opts.dir or "", ctx.files)
+  sandbox(G, opts.dir or "", ctx.files, ctx.file_texts, opts.modules or {})
   ctx.seal = function() return seal(ctx) end
   ctx.resolve = function() return resolve(ctx) end
   return ctx

@@ -281,6 +281,8 @@ struct Config {
   std::vector<int> reload_hooks;
   /// Lua files the script required, next to it (global.watch watches them with `path`).
   std::vector<std::string> files;
+  /// Their texts as the evaluation read them (same order): the workers' states run these.
+  std::vector<std::string> file_texts;
 
   /// Index of the frontend with this name, or -1.
   int findFrontend(std::string_view name) const {

@@ -63,6 +63,15 @@ void EventLoop::runPosted() {
   for (auto& t : tasks) t();
 }
 
+void EventLoop::keepAlive(bool on) {
+  if (closed_) return;
+  auto* h = reinterpret_cast<uv_handle_t*>(&async_);
+  if (on)
+    uv_ref(h);
+  else
+    uv_unref(h);
+}
+
 void EventLoop::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
 }

@@ -43,6 +43,11 @@ class EventLoop {
   /// Runs until no active handle is left (UV_RUN_DEFAULT).
   void run();
 
+  /// While on, the loop's own post() handle counts as active: run() does not return for
+  /// want of other handles (a worker whose listeners are paused and that has no session
+  /// still waits for the task that resumes it). Off by default. Loop thread only.
+  void keepAlive(bool on);
+
   /// Closes the loop's own handles, runs the loop until every handle is closed, and
   /// returns uv_loop_close()'s result (0 when nothing leaked). Idempotent.
   int close();

@@ -15,6 +15,7 @@
 // flags (-sf, -st) do not fit CLI11's conventions.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -139,16 +140,17 @@ int main(int argc, char** argv) {
   }
 
   if (!opt.pidfile.empty()) {
-    // Written to a temporary name and renamed: a binary upgrade replaces the old
-    // process's pidfile without a moment where it is missing or half written.
-    std::string tmp = opt.pidfile + ".tmp";
-    std::ofstream pf(tmp);
-    pf << ::getpid() << "\n";
-    pf.close();
-    if (!pf || std::rename(tmp.c_str(), opt.pidfile.c_str()) != 0) {
-      std::fprintf(stderr, "crescent: cannot write pidfile %s\n", opt.pidfile.c_str());
-      return 1;
-    }
+    // Written once serving, to a temporary name then renamed: a binary upgrade replaces
+    // the old process's pidfile without a moment where it is missing or half written, and
+    // a new process that fails to start leaves the old one's pidfile alone.
+    popt.on_ready = [path = opt.pidfile] {
+      std::string tmp = path + ".tmp";
+      std::ofstream pf(tmp);
+      pf << ::getpid() << "\n";
+      pf.close();
+      if (!pf || std::rename(tmp.c_str(), path.c_str()) != 0)
+        core::logError("cannot write pidfile {}: {}", path, std::strerror(errno));
+    };
   }
 
   core::Process process(opt.config, loader, std::move(popt));

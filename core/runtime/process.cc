@@ -11,7 +11,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <thread>
 
 #include "core/base/log.h"
@@ -83,6 +85,8 @@ std::vector<std::string_view> splitWords(std::string_view line) {
 }
 
 constexpr uint64_t kTickMs = 100;
+// Quiet time after a file event before the reload (editors write in several steps).
+constexpr uint64_t kWatchDebounceMs = 200;
 
 }  // namespace
 
@@ -166,6 +170,8 @@ int Process::run(LoadedConfig first) {
   }
   uv_timer_init(&loop, &tick_);
   tick_.data = this;
+  uv_timer_init(&loop, &recheck_);
+  recheck_.data = this;
   started_ms_ = monotonicMs();
   int rc = startAndServe(std::move(first));
   closeMainHandles();  // whatever is still open (startup failure)
@@ -180,8 +186,10 @@ void Process::closeMainHandles() {
     auto* h = reinterpret_cast<uv_handle_t*>(&sig);
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   }
-  auto* t = reinterpret_cast<uv_handle_t*>(&tick_);
-  if (!uv_is_closing(t)) uv_close(t, nullptr);
+  for (uv_timer_t* timer : {&tick_, &recheck_}) {
+    auto* t = reinterpret_cast<uv_handle_t*>(timer);
+    if (!uv_is_closing(t)) uv_close(t, nullptr);
+  }
   if (api_) api_->close();
   for (auto& api : retiring_api_) api->close();
   if (watch_) watch_->close();
@@ -239,6 +247,7 @@ int Process::startAndServe(LoadedConfig first) {
   for (const auto& b : cfg.backends) backends += " " + b.name;
   logInfo("ready: {} thread{}, binds{}, backends{}", threads_, threads_ == 1 ? "" : "s", binds,
           backends.empty() ? " (none)" : backends);
+  if (options_.on_ready) options_.on_ready();
   // Binary upgrade: this process serves; the old one stops accepting and drains (-sf) or
   // stops (-st). Its sockets are ours too, so no connection attempt is refused.
   for (int pid : options_.old_pids) {
@@ -588,17 +597,39 @@ void Process::startWatch(const Config& cfg) {
   files.insert(files.end(), cfg.files.begin(), cfg.files.end());
   if (watch_) {
     if (Status st = watch_->setFiles(files); !st.ok()) logWarning("watch: {}", st.message());
-    return;
+  } else {
+    auto w = FileWatch::start(loop_, files, kWatchDebounceMs, [this] {
+      if (stopping_ || draining_) return;
+      (void)reload("file changed");
+    });
+    if (!w.ok()) {
+      logWarning("watch: {}", w.message());
+      return;
+    }
+    watch_ = std::move(*w);
   }
-  auto w = FileWatch::start(loop_, files, 200, [this] {
-    if (stopping_ || draining_) return;
-    (void)reload("file changed");
-  });
-  if (!w.ok()) {
-    logWarning("watch: {}", w.message());
-    return;
+  // The watch compares against what the files hold now; an edit made after the script
+  // was read (while the workers started, or during the reload) would never show. Compare
+  // with what this generation runs instead, and reload if the files moved on.
+  auto differs = [](const std::string& file, const std::string& text) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return true;
+    std::string now((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return now != text;
+  };
+  bool changed = differs(path_, cfg.script);
+  for (size_t i = 0; !changed && i < cfg.files.size() && i < cfg.file_texts.size(); ++i)
+    changed = differs(cfg.files[i], cfg.file_texts[i]);
+  if (changed) {
+    logInfo("watch: a file changed while the configuration was loading: reloading");
+    uv_timer_start(&recheck_, &Process::onRecheck, kWatchDebounceMs, 0);
   }
-  watch_ = std::move(*w);
+}
+
+void Process::onRecheck(uv_timer_t* t) {
+  auto* self = static_cast<Process*>(t->data);
+  if (self->stopping_ || self->draining_) return;
+  (void)self->reload("file changed");
 }
 
 // ---------------------------------------------------------------- runtime API

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +27,9 @@ struct ProcessOptions {
   /// they drain) or, with `terminate_old`, SIGTERM.
   std::vector<int> old_pids;
   bool terminate_old = false;
+  /// Called once the process serves (before old processes are signalled), e.g. to write
+  /// the pidfile: a process that fails to start never touches it.
+  std::function<void()> on_ready;
 };
 
 /// The running process (DESIGN §2, §3): the main thread owns the listening sockets, the
@@ -96,6 +100,7 @@ class Process {
   std::string setServer(const std::vector<std::string_view>& words);
   static void onSignal(uv_signal_t* h, int signum);
   static void onTick(uv_timer_t* t);
+  static void onRecheck(uv_timer_t* t);
 
   std::string path_;
   ConfigLoader& loader_;
@@ -124,6 +129,7 @@ class Process {
   bool in_reload_ = false;
   uv_loop_t* loop_ = nullptr;
   uv_timer_t tick_{};
+  uv_timer_t recheck_{};  // a reload for files that changed while they were being loaded
   static constexpr int kSignals = 7;
   uv_signal_t signals_[kSignals]{};
 };

@@ -43,6 +43,9 @@ Status Worker::setUp(std::shared_ptr<WorkerGeneration> wg,
                      const std::vector<ListenSocket>& sockets) {
   current_ = std::move(wg);
   const Config& cfg = current_->config();
+  // Until stop(): a worker with no listener (paused, or none of this generation's binds
+  // are its) and no session must still be there for the next reload or SIGTTIN.
+  loop_.keepAlive(true);
   BufferPool::local(cfg.global.bufsize);
   pool_ = std::make_unique<ConnectionPool>(loop_);
   // `global { cpu_map = { [1] = 0 } }`: pin this worker's thread.
@@ -243,6 +246,7 @@ void Worker::join() {
 
 void Worker::hardStop() {
   stopping_ = true;
+  loop_.keepAlive(false);
   bound_.clear();                                   // closes the listeners
   while (sessions_ != nullptr) sessions_->abort();  // each unlinks itself
   if (pool_) pool_->clear();

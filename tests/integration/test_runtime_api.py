@@ -683,15 +683,8 @@ def every_worker_serves(port, sock, body, workers=2):
 
 
 @pytest.mark.parametrize("edited", [
-    pytest.param("module", marks=pytest.mark.xfail(strict=True, reason=(
-        "each worker's Lua state re-reads required modules from disk (ConfigLoader::"
-        "makeRunner -> require) and worker 1 serves before worker 2 has loaded: the workers "
-        "serve different module contents; and the watch takes its baseline after that "
-        "(startWatch), so the edit is never reloaded"))),
-    pytest.param("config", marks=pytest.mark.xfail(strict=True, reason=(
-        "the watch takes its baseline when it starts (Process::startWatch, after the "
-        "workers serve), not from the script that was loaded: an edit in between is the "
-        "baseline, and is never reloaded"))),
+    "module",
+    "config",
 ])
 def test_watch_edit_during_startup(edited, crescent, tmp_path, sockdir):
     """The config or a module edited while the process starts (after the first worker
@@ -722,10 +715,6 @@ def test_watch_edit_during_startup(edited, crescent, tmp_path, sockdir):
         raise AssertionError(f"{e}: {answers_by_worker(port, sock)}\n{c.describe()}") from None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a reload builds one Lua state per worker, each re-reading required modules from "
-    "disk: a module edited during the reload leaves the new generation's workers with "
-    "different contents"))
 def test_reload_gives_every_worker_the_same_module(crescent, tmp_path, sockdir):
     """A module edited while a `reload` builds its states: the new generation still runs
     one configuration (the old content everywhere, or the new content everywhere)."""

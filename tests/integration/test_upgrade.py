@@ -707,10 +707,6 @@ def test_scripts_upgrade(crescent, tmp_path, sockdir):
     assert not setup.pidfile.exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "crescent writes -p PIDFILE before Process::run binds the listeners; when a bind of "
-    "the new configuration fails, the failed process then unlinks the pidfile that names "
-    "it, leaving the old (still serving) process without a pidfile"))
 def test_scripts_upgrade_failing_bind_keeps_pidfile(crescent, tmp_path, sockdir):
     """A new configuration that loads but cannot bind (a new address already taken) is a
     failed upgrade too: exit 1, the old process serves, the pidfile still names it."""
@@ -743,10 +739,6 @@ listen "more" {{
 # Signals
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Worker::pauseListeners closes the worker's listeners; a worker loop left with no "
-    "active handle (no session open) returns from uv_run and its thread exits, so "
-    "SIGTTIN's resumeListeners is posted to a dead loop and nothing is ever accepted again"))
 def test_sigttou_pauses_and_sigttin_resumes(crescent, tmp_path, sockdir):
     """SIGTTOU: a new connection is not refused (it waits in the kernel's queue) and its
     request is not answered; SIGTTIN: it is answered."""
