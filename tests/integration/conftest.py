@@ -9,10 +9,12 @@ No test sleeps to wait for something that can be polled.
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -284,6 +286,17 @@ def _failed(request):
 def port():
     """A function returning a fresh free port each call."""
     return free_port
+
+
+@pytest.fixture
+def sockdir():
+    """A short directory for UNIX sockets (a pytest tmp_path may pass the 108-byte limit
+    of sun_path), removed after the test."""
+    d = Path(tempfile.mkdtemp(prefix="cr-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,13 +10,10 @@ go after `set server ... state drain` or `weight 0` is visible in the answers.
 
 import os
 import re
-import shutil
 import socket
 import stat
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
@@ -58,16 +55,6 @@ COMMANDS = [
 
 # ---------------------------------------------------------------------------------------
 # Helpers
-
-
-@pytest.fixture
-def sockdir():
-    """A short directory for UNIX sockets (a pytest tmp_path may pass the 108-byte limit)."""
-    d = Path(tempfile.mkdtemp(prefix="cr-rt-", dir="/tmp"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 class Api:

@@ -18,14 +18,11 @@ the test fails).
 import base64
 import collections
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -81,16 +78,6 @@ EXIT_TIMEOUT = 15 * SLOW
 
 # ---------------------------------------------------------------------------------------
 # Helpers
-
-
-@pytest.fixture
-def sockdir():
-    """A short directory for UNIX sockets (a pytest tmp_path may pass the 108-byte limit)."""
-    d = Path(tempfile.mkdtemp(prefix="cr-up-", dir="/tmp"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 class Setup:
