@@ -1,5 +1,7 @@
 #include "core/net/stream.h"
 
+#include <algorithm>
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -187,8 +189,8 @@ void Stream::write(std::string head, Buffer body) {
   if (closing_) return;
   if (head.empty()) return write(std::move(body));
   if (filter_ != nullptr) {
-    // Both are encoded before anything is sent: their records leave together.
-    filterWrite(head.data(), head.size());
+    // Both are encoded before anything is sent: their records leave in one writev.
+    filterWrite(head.data(), head.size(), /*flush=*/body.empty());
     if (!body.empty()) filterWrite(body.data(), body.size());
     return;
   }
@@ -499,7 +501,7 @@ void Stream::filterReport(int status, std::string why) {
   if (handler_ != nullptr && !closing_) handler_->onStreamTlsReady(*this, status);
 }
 
-void Stream::filterWrite(const char* p, size_t n) {
+void Stream::filterWrite(const char* p, size_t n, bool flush) {
   FilterState& f = *filter_;
   if (!f.ready) {
     // Kept until the handshake finishes (rare and small: handlers normally wait for
@@ -509,14 +511,38 @@ void Stream::filterWrite(const char* p, size_t n) {
   }
   if (shutdown_started_) return;       // after FIN, as on a plain stream
   if (!f.filter->write(p, n)) return;  // failed or closed: the read side reports it
-  filterFlush();
+  if (flush) filterFlush();
 }
 
 void Stream::filterFlush() {
   FilterState& f = *filter_;
   f.filter->takeOutput(f.out);
-  for (Buffer& b : f.out)
-    if (!b.empty() && !closing_) queueWrite(b.data(), b.size(), &b, nullptr);
+  std::erase_if(f.out, [](const Buffer& b) { return b.empty(); });
+  if (f.out.empty() || closing_) {
+    f.out.clear();
+    return;
+  }
+  // One writev for everything the filter produced (records of a head and its body, or
+  // many records of a large write): a syscall per record costs more than the crypto.
+  size_t done = 0;
+  if (writes_in_flight_ == 0 && !shutdown_started_ && f.out.size() > 1) {
+    constexpr size_t kMaxBufs = 16;
+    uv_buf_t bufs[kMaxBufs];
+    size_t nbufs = std::min(f.out.size(), kMaxBufs);
+    for (size_t i = 0; i < nbufs; ++i)
+      bufs[i] = uv_buf_init(f.out[i].data(), static_cast<unsigned>(f.out[i].size()));
+    int w = uv_try_write(uv(), bufs, static_cast<unsigned>(nbufs));
+    done = w > 0 ? static_cast<size_t>(w) : 0;
+    if (done > 0) wrote(done);
+  }
+  for (Buffer& b : f.out) {
+    if (done >= b.size()) {
+      done -= b.size();
+      continue;
+    }
+    queueWrite(b.data() + done, b.size() - done, &b, nullptr);
+    done = 0;
+  }
   f.out.clear();
 }
 

@@ -180,7 +180,8 @@ class Stream {
   void filterPump();
   void filterDeliver();
   void filterReport(int status, std::string why);
-  void filterWrite(const char* p, size_t n);
+  // Encodes through the filter; sends what it produced unless `flush` is false.
+  void filterWrite(const char* p, size_t n, bool flush = true);
   void filterFlush();
   bool filterReadStart();
   void wrote(size_t n);
