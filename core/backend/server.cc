@@ -44,6 +44,11 @@ Server::Server(Backend& backend, const ServerConfig& cfg, size_t index,
       sh_(shared ? std::move(shared) : std::make_shared<ServerShared>()),
       weight_(cfg.weight),
       maxconn_(cfg.maxconn) {
+  {
+    std::lock_guard<std::mutex> lock(sh_->mu);
+    sh_->members.push_back(this);
+    sh_->member_count.store(static_cast<int>(sh_->members.size()), std::memory_order_seq_cst);
+  }
   if (!cfg.source.empty()) source_ = std::make_unique<SourcePicker>(cfg.source);
 }
 
@@ -128,26 +133,40 @@ int Server::effectiveWeight(uint64_t now_ms) const {
 }
 
 bool Server::tryAcquire() {
-  int cur = cur_.load(std::memory_order_relaxed);
+  int cur = sh_->cur.load(std::memory_order_relaxed);
   for (;;) {
     int m = maxconn();
     if (m > 0 && cur >= m) return false;
-    if (cur_.compare_exchange_weak(cur, cur + 1, std::memory_order_seq_cst)) break;
+    if (sh_->cur.compare_exchange_weak(cur, cur + 1, std::memory_order_seq_cst)) break;
   }
   sh_->total.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
 void Server::acquire() {
-  cur_.fetch_add(1, std::memory_order_seq_cst);
+  sh_->cur.fetch_add(1, std::memory_order_seq_cst);
   sh_->total.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Server::release() {
-  cur_.fetch_sub(1, std::memory_order_seq_cst);
+  sh_->cur.fetch_sub(1, std::memory_order_seq_cst);
   // Pairs with Backend::assign(): it counts a waiter before re-trying the slots, so
   // either it sees this free slot or this sees the waiter (no lost wake-up).
   if (backend_.waiting_.load(std::memory_order_seq_cst) > 0) backend_.onSlotFreed(*this);
+  // The slot is the server's, whatever generation: a request another generation queued
+  // for it may take it (the same pairing, with that generation's backend).
+  if (sh_->member_count.load(std::memory_order_seq_cst) < 2) return;
+  std::lock_guard<std::mutex> lock(sh_->mu);
+  for (Server* m : sh_->members) {
+    if (m != this && m->backend_.waiting_.load(std::memory_order_seq_cst) > 0)
+      m->backend_.onSlotFreed(*m);
+  }
+}
+
+void Server::detach() {
+  std::lock_guard<std::mutex> lock(sh_->mu);
+  std::erase(sh_->members, this);
+  sh_->member_count.store(static_cast<int>(sh_->members.size()), std::memory_order_seq_cst);
 }
 
 void Server::recordResponseTime(uint64_t ms) {
@@ -208,7 +227,10 @@ Backend::Backend(const BackendConfig& cfg, size_t index, const Backend* prev)
   balancer_ = makeBalancer(*this);
 }
 
-Backend::~Backend() = default;
+Backend::~Backend() {
+  // First of all: no other generation may hand this backend a slot once it starts going.
+  for (auto& s : servers_) s->detach();
+}
 
 Server* Backend::findServer(std::string_view name) {
   for (auto& s : servers_)

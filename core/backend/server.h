@@ -15,6 +15,7 @@ namespace crescent::core {
 
 class Backend;
 class Balancer;
+class Server;
 class EventLoop;
 class SourcePicker;
 
@@ -31,12 +32,21 @@ enum class AdminState : uint8_t {
 
 const char* adminStateName(AdminState s);
 
-/// What a server keeps across reloads (DESIGN §3): health, admin state and counters.
-/// Shared by the Server objects of every live generation whose backend and server names
-/// and address match, so old and new generations see one health state and one set of
-/// counters. All atomics.
+/// What a server keeps across reloads (DESIGN §3): health, admin state, counters and its
+/// slot count. Shared by the Server objects of every live generation whose backend and
+/// server names and address match, so old and new generations see one health state, one
+/// set of counters, and one `cur`: maxconn (and leastconn) count the old generation's
+/// tunnels too. All atomics, but `members`.
 struct ServerShared {
   ServerShared();
+  /// Connections/requests being served, every generation (Server::current()).
+  std::atomic<int> cur{0};
+  /// The Server objects sharing this state (one per live generation), so that a slot
+  /// freed in one generation can go to a request queued in another. Guarded by `mu`; a
+  /// Backend leaves (Server::detach) before any of its members is destroyed.
+  std::mutex mu;
+  std::vector<Server*> members;
+  std::atomic<int> member_count{0};  // members.size(), read without the lock
   /// Identity of the server's connections (ConnectionPool key): one per ServerShared,
   /// never reused in the process, so pooled connections follow a server across reloads.
   const uint64_t pool_key;
@@ -112,7 +122,7 @@ class Server {
 
   // --- slots ---------------------------------------------------------------------------
   /// Concurrent connections (TCP) or requests (HTTP) being served.
-  int current() const { return cur_.load(std::memory_order_relaxed); }
+  int current() const { return sh_->cur.load(std::memory_order_relaxed); }
   /// True when maxconn is set and reached.
   bool full() const {
     int m = maxconn();
@@ -153,6 +163,8 @@ class Server {
   /// monotonicMs() of the last up/down change (0: never changed).
   uint64_t lastChangeMs() const { return sh_->last_change.load(std::memory_order_relaxed); }
 
+  /// Leaves ServerShared::members (the Backend's destructor, before anything goes).
+  void detach();
   /// What survives a reload (see ServerShared); the next generation's Server adopts it.
   const std::shared_ptr<ServerShared>& shared() const { return sh_; }
   /// Key of this server's idle connections in a worker's ConnectionPool.
@@ -169,7 +181,6 @@ class Server {
   std::shared_ptr<ServerShared> sh_;
   std::atomic<int> weight_;
   std::atomic<int> maxconn_;
-  std::atomic<int> cur_{0};
   std::atomic<int> queued_{0};  // this server's queue length (written under backend mutex)
   std::unique_ptr<SourcePicker> source_;
 };

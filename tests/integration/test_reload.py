@@ -908,6 +908,71 @@ frontend "web2" {{
 """
 
 
+MAXCONN_CONFIG = """{glob}
+listen "db" {{
+  bind {{ "{bind}" }},
+  mode = "tcp",
+  timeout = {{ connect = "5s", client = "1h", server = "1h", tunnel = "1h", queue = "10s" }},
+  server "e1" {{ "{echo}", maxconn = 1 }},
+}}
+-- version {version}
+"""
+
+
+def test_server_maxconn_counts_old_generations_tunnels(crescent, write_config, api_sock,
+                                                        tcp_server):
+    """A server's maxconn holds across a reload: with maxconn = 1 and generation 1's tunnel
+    open, a connection made after the reload waits in the new generation's queue (the
+    server never sees two at once), and gets the slot as soon as the old tunnel closes."""
+    peak = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def counting_echo(conn):
+        with lock:
+            peak["now"] += 1
+            peak["max"] = max(peak["max"], peak["now"])
+        try:
+            echo_handler(conn)
+        finally:
+            with lock:
+                peak["now"] -= 1
+
+    echo = tcp_server(counting_echo)
+    port = free_port()
+    glob = runtime_global(api_sock)
+
+    def write(version):
+        return write_config(MAXCONN_CONFIG.format(glob=glob, bind=addr(port), version=version,
+                                                  echo=addr(echo.port)))
+
+    start(crescent, write(0), ports=[port], sock=api_sock)
+    old = connect(port)
+    echo_roundtrip(old, b"generation 1 holds the only slot")
+    write(1)
+    reload_ok(api_sock, expect_generation=2)
+    # The new generation's server counts the old generation's connection.
+    assert show_servers(api_sock, "db")[("db", "e1")]["cur"] == "1"
+
+    new = connect(port)
+    new.sendall(b"queued")
+    new.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        new.recv(16)  # waiting for the slot: nothing reached the server
+    assert peak["max"] == 1, peak
+
+    old.close()  # generation 1 frees the slot: generation 2's queued connection gets it
+    new.settimeout(10 * SLOW)
+    got = b""
+    while len(got) < len(b"queued"):
+        b = new.recv(16)
+        assert b, "closed while queued"
+        got += b
+    assert got == b"queued"
+    echo_roundtrip(new, b"and goes on")
+    assert peak["max"] == 1, peak
+    new.close()
+
+
 def test_listeners_diffed(crescent, write_config, api_sock, tcp_server):
     """A -> B adds binds P2 (TCP echo) and P3 (HTTP) next to the kept P1; B -> A removes
     them: new connections to P2/P3 are refused at once, while a tunnel opened on P2 in B

@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "core/net/event_loop.h"
+#include "core/net/timer.h"
 #include "core/session/generation.h"
 
 namespace crescent::core {
@@ -70,11 +72,54 @@ TEST(GenerationCarryOver, SameServerKeepsHealthAdminCountersAndPoolKey) {
   EXPECT_EQ(new_s1.total(), 2u);
   new_s1.setAdmin(AdminState::kReady, "test");
   EXPECT_EQ(old_s1.admin(), AdminState::kReady);
-  // Slots are the generation's own (queues belong to it).
+  // One slot count for the server, whatever the generation: a tunnel of the old
+  // generation counts against the new one's maxconn (and leastconn).
   old_s1.tryAcquire();
   EXPECT_EQ(old_s1.current(), 1);
-  EXPECT_EQ(new_s1.current(), 0);
+  EXPECT_EQ(new_s1.current(), 1);
   old_s1.release();
+  EXPECT_EQ(new_s1.current(), 0);
+}
+
+// Records grants (on its loop's thread).
+struct Waiter : QueueTicket::Waiter {
+  Server* granted = nullptr;
+  void onQueueGranted(Server& s) override { granted = &s; }
+};
+
+TEST(GenerationCarryOver, ASlotFreedInTheOldGenerationGoesToTheNewOnesQueue) {
+  auto cfg1 = config("127.0.0.1:9001");
+  cfg1->backends[0].servers[0].maxconn = 1;
+  auto g1 = std::make_unique<Generation>(1, cfg1);
+  auto cfg2 = config("127.0.0.1:9001");
+  cfg2->backends[0].servers[0].maxconn = 1;
+  Generation g2(2, cfg2, nullptr, g1.get());
+  Server& old_s1 = *g1->backend(0).servers()[0];
+  Server& new_s1 = *g2.backend(0).servers()[0];
+
+  ASSERT_TRUE(old_s1.tryAcquire());  // an old generation's tunnel holds the only slot
+  EventLoop loop;
+  Waiter w;
+  auto a = g2.backend(0).assign(&new_s1, w, loop);
+  ASSERT_EQ(a.kind, Backend::Assignment::Kind::kQueued);  // full across generations
+  old_s1.release();
+  // The grant is posted to the loop: run it until the grant or 2 s of loop time.
+  bool expired = false;
+  auto guard = Timer::create(
+      loop, [](void* e) { *static_cast<bool*>(e) = true; }, &expired);
+  guard->start(2000);
+  while (w.granted == nullptr && !expired) uv_run(loop.uv(), UV_RUN_ONCE);
+  guard.reset();
+  EXPECT_EQ(w.granted, &new_s1);
+  EXPECT_EQ(new_s1.current(), 1);
+  new_s1.release();
+
+  // The old generation goes (its last session ended): the new one goes on alone.
+  g1.reset();
+  ASSERT_TRUE(new_s1.tryAcquire());
+  new_s1.release();
+  EXPECT_EQ(new_s1.current(), 0);
+  EXPECT_EQ(loop.close(), 0);
 }
 
 TEST(GenerationCarryOver, ChangedAddressOrTransportIsANewServer) {
