@@ -1,5 +1,7 @@
 #include "core/backend/health_check.h"
 
+#include "core/tls/tls_stream.h"
+
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -77,7 +79,8 @@ class CappedSink : public http1::BodySink {
 // handles (they free themselves in their close callbacks), after which it may be destroyed.
 class ServerCheck final : public StreamHandler {
  public:
-  ServerCheck(EventLoop& loop, Server& server, CheckScript* script, uint64_t first_delay_ms);
+  ServerCheck(EventLoop& loop, Server& server, CheckScript* script, const tls::ClientContext* tls,
+              uint64_t first_delay_ms);
   ~ServerCheck() override { close(); }
   ServerCheck(const ServerCheck&) = delete;
   ServerCheck& operator=(const ServerCheck&) = delete;
@@ -107,6 +110,9 @@ class ServerCheck final : public StreamHandler {
   void onStreamEof(Stream& s) override;
   void onStreamError(Stream& s, int uv_error) override;
   void onStreamShutdownDone(Stream& s) override;
+  void onStreamTlsReady(Stream& s, int status) override;
+  // Writes the check's request (and reads, or ends a send-only check).
+  void sendCheck();
 
   void onHttpData(std::string_view data);
   void onHttpHead();
@@ -125,9 +131,10 @@ class ServerCheck final : public StreamHandler {
 
   EventLoop& loop_;
   Server& server_;
-  CheckScript* script_;  // may be null
-  Address addr_;         // the checked address (check.port applied)
-  std::string request_;  // HTTP: the whole request; TCP: `send`
+  CheckScript* script_;            // may be null
+  const tls::ClientContext* tls_;  // the server's TLS, or null
+  Address addr_;                   // the checked address (check.port applied)
+  std::string request_;            // HTTP: the whole request; TCP: `send`
   uint64_t timeout_ms_;
   TimerPtr timer_;
   StreamPtr conn_;  // while a check runs
@@ -147,8 +154,8 @@ class ServerCheck final : public StreamHandler {
 };
 
 ServerCheck::ServerCheck(EventLoop& loop, Server& server, CheckScript* script,
-                         uint64_t first_delay_ms)
-    : loop_(loop), server_(server), script_(script), addr_(server.config().address) {
+                         const tls::ClientContext* tls, uint64_t first_delay_ms)
+    : loop_(loop), server_(server), script_(script), tls_(tls), addr_(server.config().address) {
   const HealthCheckConfig& c = cfg();
   if (c.port != 0 && addr_.isIp()) addr_.setPort(c.port);
   uint64_t connect = server.backend().config().timeout.connect;
@@ -227,6 +234,27 @@ void ServerCheck::onConnected() {
     if (auto h = proxy::encodeV2(proxy::Command::kLocal, nullptr, nullptr, {}); h.ok())
       conn_->write(std::move(*h));
   }
+  if (tls_ != nullptr) {
+    // The server speaks TLS: so does its check (the PROXY header above goes first).
+    if (int rc = tls::startTls(*conn_, *tls_); rc != 0) {
+      finish(false, "Layer6 invalid response, info: \"TLS: " + errorText(rc) + "\"");
+      return;
+    }
+    return;  // onStreamTlsReady goes on
+  }
+  sendCheck();
+}
+
+void ServerCheck::onStreamTlsReady(Stream&, int status) {
+  if (status != 0) {
+    std::string why = conn_->tlsError().empty() ? errorText(status) : conn_->tlsError();
+    finish(false, "Layer6 invalid response, info: \"TLS handshake failed: " + why + "\"");
+    return;
+  }
+  sendCheck();
+}
+
+void ServerCheck::sendCheck() {
   if (isHttp()) {
     conn_->write(request_);
     conn_->readStart();
@@ -238,14 +266,15 @@ void ServerCheck::onConnected() {
     return;
   }
   if (request_.empty() || conn_->pendingBytes() == 0) {
-    finish(true, "Layer4 check passed");
+    finish(true, tls_ != nullptr ? "Layer6 check passed" : "Layer4 check passed");
     return;
   }
   conn_->shutdown();  // onStreamShutdownDone: `send` is written out
 }
 
 void ServerCheck::onStreamShutdownDone(Stream&) {
-  if (!isHttp() && !wantsReply()) finish(true, "Layer4 check passed");
+  if (!isHttp() && !wantsReply())
+    finish(true, tls_ != nullptr ? "Layer6 check passed" : "Layer4 check passed");
 }
 
 void ServerCheck::onStreamData(Stream&, Buffer data) {
@@ -457,7 +486,9 @@ uint64_t ServerCheck::interval() const {
 
 struct HealthChecker::Impl {
   std::vector<Backend*> backends;
-  std::unique_ptr<CheckScript> script;  // used and destroyed on the checker thread
+  std::unique_ptr<CheckScript> script;         // used and destroyed on the checker thread
+  TlsOf tls_of;                                // called in start(), on the owner thread
+  std::vector<const tls::ClientContext*> tls;  // per checked server, in run()'s order
   EventLoop loop;
   std::thread thread;
   std::vector<std::unique_ptr<ServerCheck>> checks;  // checker thread only
@@ -475,7 +506,8 @@ void HealthChecker::Impl::run() {
     for (size_t i = 0; i < checked.size(); ++i) {
       // Spread a backend's checks over the interval (HAProxy's start spreading).
       uint64_t delay = checked[i]->config().check.inter * i / checked.size();
-      checks.push_back(std::make_unique<ServerCheck>(loop, *checked[i], script.get(), delay));
+      const tls::ClientContext* ctx = tls.empty() ? nullptr : tls[checks.size()];
+      checks.push_back(std::make_unique<ServerCheck>(loop, *checked[i], script.get(), ctx, delay));
     }
   }
   loop.run();  // until stop() closed every check
@@ -484,10 +516,12 @@ void HealthChecker::Impl::run() {
   script.reset();
 }
 
-HealthChecker::HealthChecker(std::vector<Backend*> backends, std::unique_ptr<CheckScript> script)
+HealthChecker::HealthChecker(std::vector<Backend*> backends, std::unique_ptr<CheckScript> script,
+                             TlsOf tls_of)
     : impl_(std::make_unique<Impl>()) {
   impl_->backends = std::move(backends);
   impl_->script = std::move(script);
+  impl_->tls_of = std::move(tls_of);
 }
 
 HealthChecker::~HealthChecker() {
@@ -504,6 +538,12 @@ bool HealthChecker::wanted(const std::vector<Backend*>& backends) {
 void HealthChecker::start() {
   if (impl_->started || impl_->stopped) return;
   impl_->started = true;
+  // The servers' TLS contexts, asked here on the owner thread, in run()'s order.
+  if (impl_->tls_of) {
+    for (Backend* b : impl_->backends)
+      for (auto& s : b->servers())
+        if (s->config().check.enabled) impl_->tls.push_back(impl_->tls_of(*s));
+  }
   impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
 }
 

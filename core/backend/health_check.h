@@ -4,6 +4,7 @@
 // `downinter`, `rise`, `fall`, `http-check`). See docs/config.md "Health checks".
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -12,6 +13,10 @@
 #include "core/backend/server.h"
 
 namespace crescent::core {
+
+namespace tls {
+class ClientContext;
+}  // namespace tls
 
 /// Checks every server whose ServerConfig::check.enabled is set, on one thread of its
 /// own with its own libuv loop (core/net EventLoop), and sets Server::setUp() (atomic,
@@ -64,10 +69,17 @@ class HealthChecker {
   /// Largest body (HTTP) or reply (TCP) kept for `expect_body` and Lua `expect` (bytes).
   static constexpr size_t kMaxReply = 16 * 1024;
 
+  /// The TLS context of a server whose traffic uses TLS (null: plain). Its checks then
+  /// run over TLS too, as HAProxy's `check-ssl` is implied by `ssl`: the handshake
+  /// comes first (after a PROXY header), a failed one is a Layer6 failure.
+  using TlsOf = std::function<const tls::ClientContext*(const Server&)>;
+
   /// `backends` (borrowed) must outlive the checker. `script` (may be null when no check
   /// uses a Lua `expect`; such a check then fails with a reason saying so) is used on the
-  /// checker thread only and destroyed there.
-  HealthChecker(std::vector<Backend*> backends, std::unique_ptr<CheckScript> script);
+  /// checker thread only and destroyed there. `tls_of` is called on the owner thread
+  /// (from start()); the contexts it returns must outlive the checker.
+  HealthChecker(std::vector<Backend*> backends, std::unique_ptr<CheckScript> script,
+                TlsOf tls_of = nullptr);
   ~HealthChecker();  ///< stop()s
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;

@@ -545,8 +545,10 @@ Status Process::startHealthChecks(Generation& gen, std::unique_ptr<ScriptRunner>
   if (!HealthChecker::wanted(backends)) return Status();
   if (lua && !script) logWarning("health checks: no Lua state for `expect` functions");
   // The script's own state, used on the checker thread only from now on.
-  checker_ =
-      std::make_unique<HealthChecker>(std::move(backends), lua ? std::move(script) : nullptr);
+  Generation* g = &gen;  // outlives the checker: stopHealthChecks() runs before it goes
+  checker_ = std::make_unique<HealthChecker>(
+      std::move(backends), lua ? std::move(script) : nullptr,
+      [g](const Server& s) { return g->serverTls(s.backend().index(), s.index()); });
   checker_->start();
   return Status();
 }

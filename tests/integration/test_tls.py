@@ -399,3 +399,39 @@ backend "app" {{
                       and "TLS from" in l), None), 5 * SLOW, "the handshake line")
     assert re.search(r'TLS from 127\.0\.0\.1:\d+: TLSv1\.3 .*sni "www\.site\.test"', line), line
     c.wait_http_log(lambda d: d["frontend"] == "terminator" and d["status"] == 200)
+
+
+def checked_config(p, backend_tls, nginx_port):
+    return f"""
+global {{ threads = 1 }}
+defaults {{ mode = "http", timeout = {{ connect = "2s", client = "10s", server = "10s" }} }}
+frontend "public" {{ bind {{ "{addr(p)}" }}, default_backend = "secure" }}
+backend "secure" {{
+  check = {{ http = "GET /who", inter = "100ms", rise = 1, fall = 1 }},
+  server "nginx" {{ "{addr(nginx_port)}", tls = {backend_tls}, check = true }},
+}}
+"""
+
+
+def test_health_checks_of_a_tls_server_use_tls(crescent, port, certs, tmp_path, tls_nginx):
+    """A server reached over TLS is checked over TLS (HAProxy's `ssl` implies
+    `check-ssl`): the HTTP check passes through the handshake and nginx logs the check's
+    request; with a CA that does not sign nginx's certificate the handshake fails, the
+    check says Layer6 and the server goes DOWN."""
+    p1, p2 = port(), port()
+    good = f'{{ ca = "{certs.path("ca.crt")}", sni = "site.test" }}'
+    c1 = crescent(checked_config(p1, good, tls_nginx.port), ports=[p1])
+    log = tls_nginx.prefix / "access.log"
+    wait_until(lambda: log.exists() and log.read_text().count("GET /who") >= 3, 10 * SLOW,
+               "check requests logged by nginx")
+    assert "Health check for server secure/nginx failed" not in c1.stderr(), c1.stderr()
+    assert "is DOWN" not in c1.stderr(), c1.stderr()
+    assert curl(f"http://127.0.0.1:{p1}/who").out.strip() == "tls=TLSv1.3 sni=site.test"
+
+    other = Certs(tmp_path / "other-ca", ca="other-ca")
+    bad = f'{{ ca = "{other.path("other-ca.crt")}", sni = "site.test" }}'
+    c2 = crescent(checked_config(p2, bad, tls_nginx.port), ports=[p2])
+    wait_until(lambda: "Layer6 invalid response" in c2.stderr() and
+               "TLS handshake failed: certificate verify failed" in c2.stderr(),
+               10 * SLOW, "the failed TLS check")
+    wait_until(lambda: "secure/nginx is DOWN" in c2.stderr(), 10 * SLOW, "the server DOWN")
