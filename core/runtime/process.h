@@ -96,6 +96,7 @@ class Process {
   std::string showGenerations();
   std::string showInfo();
   std::string showServers();
+  std::string showStat();
   std::string showSessions();
   std::string setServer(const std::vector<std::string_view>& words);
   static void onSignal(uv_signal_t* h, int signum);

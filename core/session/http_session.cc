@@ -36,6 +36,7 @@ HttpSession::HttpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg,
       req_parser_(wg_->config().global.bufsize),
       resp_parser_(wg_->config().global.bufsize) {
   wg_->gen().frontendStats(fe_index_).cur.fetch_add(1, std::memory_order_relaxed);
+  wg_->gen().frontendStats(fe_index_).total.fetch_add(1, std::memory_order_relaxed);
   wg_->gen().sessionIn();
 }
 

@@ -16,6 +16,7 @@ TcpSession::TcpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, s
       fe_index_(fe_index),
       client_(std::move(client)) {
   wg_->gen().frontendStats(fe_index_).cur.fetch_add(1, std::memory_order_relaxed);
+  wg_->gen().frontendStats(fe_index_).total.fetch_add(1, std::memory_order_relaxed);
   wg_->gen().sessionIn();
 }
 

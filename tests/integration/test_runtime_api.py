@@ -49,6 +49,7 @@ listen "s2" {{
 
 COMMANDS = [
     "help", "reload", "show info", "show generations", "show sess", "show servers state",
+    "show stat",
     "set server", "enable server", "disable server",
 ]
 
@@ -423,6 +424,46 @@ def test_show_sess_lists_an_open_connection(api):
                "the closed connection to leave show sess")
     sess = command(api.sock, "show sess").splitlines()
     assert int(show_info(api.sock)["CurrConns"]) == len(sess), sess
+
+
+def test_show_stat_csv(api):
+    """`show stat`: HAProxy's CSV shape (a `# ` header, one row per frontend, server and
+    backend, the same number of fields everywhere), with values that follow the traffic
+    and the runtime state."""
+    import csv
+    import io
+
+    def stat():
+        text = command(api.sock, "show stat")
+        assert text.startswith("# pxname,svname,"), text
+        rows = list(csv.reader(io.StringIO(text[2:])))
+        header, body = rows[0], rows[1:]
+        assert all(len(r) == len(header) for r in body), text
+        return {(r[0], r[1]): dict(zip(header, r)) for r in body}
+
+    before = stat()
+    assert set(before) >= {("web", "FRONTEND"), ("app", "s1"), ("app", "s2"),
+                           ("app", "BACKEND")}, before.keys()
+    fe, be = before[("web", "FRONTEND")], before[("app", "BACKEND")]
+    assert (fe["type"], before[("app", "s1")]["type"], be["type"]) == ("0", "2", "1")
+    assert fe["status"] == "OPEN" and fe["pid"] == str(api.proc.pid)
+    assert be["status"] == "UP" and be["act"] == "2" and be["weight"] == "2", be
+
+    for _ in range(4):
+        get(api.port)
+    after = stat()
+    assert int(after[("web", "FRONTEND")]["stot"]) >= int(fe["stot"]) + 4
+    assert int(after[("web", "FRONTEND")]["req_tot"]) >= int(fe["req_tot"]) + 4
+    served = sum(int(after[("app", s)]["stot"]) - int(before[("app", s)]["stot"])
+                 for s in ("s1", "s2"))
+    assert served == 4, after
+    assert int(after[("app", "BACKEND")]["stot"]) == int(be["stot"]) + 4
+
+    assert command(api.sock, "set server app/s1 state drain") == ""
+    drained = stat()
+    assert drained[("app", "s1")]["status"] == "DRAIN", drained[("app", "s1")]
+    assert drained[("app", "BACKEND")]["act"] == "1", drained[("app", "BACKEND")]
+    assert command(api.sock, "show stat extra").startswith("error: unknown command")
 
 
 def test_show_info_and_reload(api):
