@@ -59,7 +59,8 @@ class Process {
   /// (`file:line: message`) when nothing changed.
   Status reload(const char* reason);
 
-  /// One runtime API command line -> its reply (main thread). docs/reload.md lists them.
+  /// One runtime API command line -> its reply (main thread). docs/reload.md lists them;
+  /// they are implemented in process_commands.cc.
   std::string command(std::string_view line);
 
  private:

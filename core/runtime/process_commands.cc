@@ -1,0 +1,339 @@
+// The runtime API's command set (docs/reload.md, "The runtime API"): Process::command()
+// and the `show` / `set server` commands it answers. The transport is RuntimeApi
+// (runtime_api.h); the process's own life (reload, stop, signals) is in process.cc.
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/base/log.h"
+#include "core/runtime/process.h"
+#include "core/session/generation.h"
+
+namespace crescent::core {
+namespace {
+
+std::vector<std::string_view> splitWords(std::string_view line) {
+  std::vector<std::string_view> words;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    size_t j = i;
+    while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
+    if (j > i) words.push_back(line.substr(i, j - i));
+    i = j;
+  }
+  return words;
+}
+
+}  // namespace
+
+std::string Process::command(std::string_view line) {
+  std::vector<std::string_view> w = splitWords(line);
+  if (w.empty()) return "";
+  auto is = [&](std::initializer_list<std::string_view> words) {
+    if (w.size() < words.size()) return false;
+    size_t i = 0;
+    for (std::string_view x : words)
+      if (w[i++] != x) return false;
+    return true;
+  };
+  if (is({"help"})) {
+    return "The following commands are valid at this level:\n"
+           "  help                                  : this list\n"
+           "  reload                                : load the configuration again; reply "
+           "Success=1 or Success=0 and the error\n"
+           "  show info                             : process information and counters\n"
+           "  show generations                      : live configuration generations\n"
+           "  show sess                             : client sessions, all workers\n"
+           "  show stat                             : frontends, backends, servers (CSV)\n"
+           "  show servers state [backend]          : servers: state, weight, connections\n"
+           "  set server <b>/<s> state ready|drain|maint\n"
+           "  set server <b>/<s> weight <0-256>\n"
+           "  set server <b>/<s> maxconn <n>\n"
+           "  enable server <b>/<s>                 : same as state ready\n"
+           "  disable server <b>/<s>                : same as state maint\n";
+  }
+  if (is({"reload"}) && w.size() == 1) {
+    Status st = reload("runtime API");
+    if (st.ok()) return fmt::format("Success=1\ngeneration {}\n", current_->id());
+    return "Success=0\n" + st.message() + "\n";
+  }
+  if (is({"show", "info"})) return showInfo();
+  if (is({"show", "stat"}) && w.size() == 2) return showStat();
+  if (is({"show", "generations"})) return showGenerations();
+  if (is({"show", "sess"})) return showSessions();
+  if (is({"show", "servers", "state"})) {
+    if (w.size() == 4 && current_->config().findBackend(w[3]) < 0)
+      return fmt::format("error: no backend \"{}\"\n", w[3]);
+    std::string out = showServers();
+    if (w.size() < 4) return out;
+    std::string filtered;
+    size_t pos = 0;
+    while (pos < out.size()) {
+      size_t nl = out.find('\n', pos);
+      std::string_view l(out.data() + pos, nl - pos);
+      if (l.substr(0, 1) == "#" || l.substr(0, w[3].size() + 1) == std::string(w[3]) + " ")
+        filtered.append(l).push_back('\n');
+      pos = nl + 1;
+    }
+    return filtered;
+  }
+  if (is({"set", "server"}) || is({"enable", "server"}) || is({"disable", "server"}))
+    return setServer(w);
+  return fmt::format("error: unknown command \"{}\" (try \"help\")\n", line);
+}
+
+std::string Process::showInfo() {
+  uint64_t now = monotonicMs();
+  return fmt::format(
+      "Name: crescent\n"
+      "Pid: {}\n"
+      "Uptime_sec: {}\n"
+      "Threads: {}\n"
+      "Generation: {}\n"
+      "Generations: {}\n"
+      "Reloads: {}\n"
+      "ReloadFailures: {}\n"
+      "CurrConns: {}\n"
+      "CumConns: {}\n"
+      "Maxconn: {}\n"
+      "HardStoppedSessions: {}\n"
+      "Stopping: {}\n",
+      ::getpid(), (now - started_ms_) / 1000, threads_, current_ ? current_->id() : 0,
+      liveGenerations(), reloads_, reload_failures_,
+      counters_.actconn.load(std::memory_order_relaxed),
+      counters_.cumconn.load(std::memory_order_relaxed),
+      counters_.maxconn.load(std::memory_order_relaxed),
+      hard_stopped_.load(std::memory_order_relaxed), draining_ || stopping_ ? 1 : 0);
+}
+
+std::string Process::showGenerations() {
+  uint64_t now = monotonicMs();
+  std::string out = "# id age_s sessions state\n";
+  auto row = [&](const Generation& g, const char* state) {
+    out += fmt::format("{} {:.1f} {} {}\n", g.id(),
+                       static_cast<double>(now - g.createdMs()) / 1000.0, g.sessions(), state);
+  };
+  if (current_) row(*current_, draining_ ? "draining" : "current");
+  for (auto it = retired_.rbegin(); it != retired_.rend(); ++it) {
+    if (auto g = it->gen.lock()) row(*g, it->closing ? "closing" : "old");
+  }
+  return out;
+}
+
+// HAProxy's `show stat` CSV (management guide §9.1), for the fields crescent keeps; the
+// others stay empty, as HAProxy leaves fields that do not apply. One FRONTEND row per
+// frontend, one row per server and one BACKEND row per backend.
+std::string Process::showStat() {
+  static constexpr std::string_view kFields[] = {"pxname",       "svname",     "qcur",
+                                                 "qmax",         "scur",       "smax",
+                                                 "slim",         "stot",       "bin",
+                                                 "bout",         "dreq",       "dresp",
+                                                 "ereq",         "econ",       "eresp",
+                                                 "wretr",        "wredis",     "status",
+                                                 "weight",       "act",        "bck",
+                                                 "chkfail",      "chkdown",    "lastchg",
+                                                 "downtime",     "qlimit",     "pid",
+                                                 "iid",          "sid",        "throttle",
+                                                 "lbtot",        "tracked",    "type",
+                                                 "rate",         "rate_lim",   "rate_max",
+                                                 "check_status", "check_code", "check_duration",
+                                                 "hrsp_1xx",     "hrsp_2xx",   "hrsp_3xx",
+                                                 "hrsp_4xx",     "hrsp_5xx",   "hrsp_other",
+                                                 "hanafail",     "req_rate",   "req_rate_max",
+                                                 "req_tot",      "cli_abrt",   "srv_abrt",
+                                                 "comp_in",      "comp_out",   "comp_byp",
+                                                 "comp_rsp",     "lastsess",   "last_chk",
+                                                 "last_agt",     "qtime",      "ctime",
+                                                 "rtime",        "ttime"};
+  constexpr size_t kCount = std::size(kFields);
+  auto col = [](std::string_view name) {
+    for (size_t i = 0; i < kCount; ++i)
+      if (kFields[i] == name) return i;
+    return kCount;  // not reached: every name used below is in kFields
+  };
+  std::string out = "# ";
+  for (size_t i = 0; i < kCount; ++i) {
+    if (i > 0) out.push_back(',');
+    out += kFields[i];
+  }
+  out.push_back('\n');
+  if (!current_) return out;
+  using Row = std::vector<std::pair<std::string_view, std::string>>;
+  auto emit = [&](const Row& fields) {
+    std::vector<std::string> r(kCount);
+    for (const auto& [name, value] : fields) r[col(name)] = value;
+    for (size_t i = 0; i < kCount; ++i) {
+      if (i > 0) out.push_back(',');
+      out += r[i];
+    }
+    out.push_back('\n');
+  };
+  auto num = [](auto v) { return std::to_string(v); };
+  const Config& cfg = current_->config();
+  uint64_t now = monotonicMs();
+  std::string pid = num(::getpid());
+  for (size_t i = 0; i < cfg.frontends.size(); ++i) {
+    const FrontendConfig& fe = cfg.frontends[i];
+    FrontendStats& st = current_->frontendStats(i);
+    emit({{"pxname", fe.name},
+          {"svname", "FRONTEND"},
+          {"scur", num(st.cur.load())},
+          {"slim", fe.maxconn > 0 ? num(fe.maxconn) : ""},
+          {"stot", num(st.total.load())},
+          {"status", draining_ ? "STOP" : "OPEN"},
+          {"pid", pid},
+          {"iid", num(i + 1)},
+          {"sid", "0"},
+          {"type", "0"},
+          {"req_tot", fe.mode == Mode::kHttp ? num(st.requests.load()) : ""}});
+  }
+  for (size_t i = 0; i < current_->backendCount(); ++i) {
+    Backend& b = current_->backend(i);
+    int act = 0, bck = 0, act_weight = 0, bck_weight = 0;
+    for (auto& s : b.servers()) {
+      uint64_t changed = s->lastChangeMs();
+      if (s->usable()) {
+        (s->backup() ? bck : act) += 1;
+        (s->backup() ? bck_weight : act_weight) += s->weight();
+      }
+      emit({{"pxname", b.name()},
+            {"svname", s->name()},
+            {"qcur", num(s->queued())},
+            {"scur", num(s->current())},
+            {"slim", s->maxconn() > 0 ? num(s->maxconn()) : ""},
+            {"stot", num(s->total())},
+            {"econ", num(s->connectErrors())},
+            {"wretr", num(s->retries())},
+            {"wredis", num(s->redispatches())},
+            {"status", s->stateName()},
+            {"weight", num(s->weight())},
+            {"act", s->backup() ? "0" : "1"},
+            {"bck", s->backup() ? "1" : "0"},
+            {"chkfail", num(s->checkFailures())},
+            {"lastchg", changed > 0 ? num((now - changed) / 1000) : ""},
+            {"pid", pid},
+            {"iid", num(i + 1)},
+            {"sid", num(s->index() + 1)},
+            {"type", "2"},
+            {"rtime", num(static_cast<uint64_t>(s->responseTimeMs()))}});
+    }
+    emit({{"pxname", b.name()},
+          {"svname", "BACKEND"},
+          {"qcur", num(b.queued())},
+          {"qmax", num(b.queuedMax())},
+          {"scur", num(b.current())},
+          {"stot", num(b.total())},
+          {"status", act + bck > 0 ? "UP" : "DOWN"},
+          {"weight", num(act > 0 ? act_weight : bck_weight)},
+          {"act", num(act)},
+          {"bck", num(bck)},
+          {"pid", pid},
+          {"iid", num(i + 1)},
+          {"sid", "0"},
+          {"type", "1"}});
+  }
+  return out;
+}
+
+std::string Process::showServers() {
+  std::string out =
+      "# backend server address state admin weight cur maxconn queue total econ checks_failed\n";
+  if (!current_) return out;
+  for (size_t i = 0; i < current_->backendCount(); ++i) {
+    Backend& b = current_->backend(i);
+    for (auto& s : b.servers()) {
+      out += fmt::format("{} {} {} {} {} {} {} {} {} {} {} {}\n", b.name(), s->name(),
+                         s->config().address.toString(), s->up() ? "UP" : "DOWN",
+                         adminStateName(s->admin()), s->weight(), s->current(), s->maxconn(),
+                         s->queued(), s->total(), s->connectErrors(), s->checkFailures());
+    }
+  }
+  return out;
+}
+
+std::string Process::showSessions() {
+  std::string out;
+  for (auto& w : workers_) {
+    auto done = std::make_shared<std::promise<std::vector<std::string>>>();
+    auto fut = done->get_future();
+    w->describeSessions(
+        [done](std::vector<std::string> lines) { done->set_value(std::move(lines)); });
+    if (fut.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+      out += fmt::format("worker={} (busy: no answer within 2 s)\n", w->workerId());
+      continue;
+    }
+    for (const std::string& l : fut.get()) out += l + "\n";
+  }
+  return out;
+}
+
+std::string Process::setServer(const std::vector<std::string_view>& w) {
+  // set server B/S state|weight|maxconn V ; enable|disable server B/S
+  if (w.size() < 3)
+    return "error: usage: set server <backend>/<server> state|weight|maxconn <value>\n";
+  std::string_view target = w[2];
+  size_t slash = target.find('/');
+  if (slash == std::string_view::npos)
+    return fmt::format("error: \"{}\": expected <backend>/<server>\n", target);
+  std::string_view bname = target.substr(0, slash), sname = target.substr(slash + 1);
+  int bi = current_->config().findBackend(bname);
+  if (bi < 0) return fmt::format("error: no backend \"{}\"\n", bname);
+  Server* s = current_->backend(static_cast<size_t>(bi)).findServer(sname);
+  if (s == nullptr)
+    return fmt::format("error: backend \"{}\" has no server \"{}\"\n", bname, sname);
+  if (w[0] == "enable" || w[0] == "disable") {
+    if (w.size() != 3) return fmt::format("error: usage: {} server <backend>/<server>\n", w[0]);
+    s->setAdmin(w[0] == "enable" ? AdminState::kReady : AdminState::kMaint, "runtime API");
+    return "";
+  }
+  if (w.size() != 5)
+    return "error: usage: set server <backend>/<server> state|weight|maxconn <value>\n";
+  std::string_view what = w[3], value = w[4];
+  if (what == "state") {
+    AdminState a;
+    if (value == "ready")
+      a = AdminState::kReady;
+    else if (value == "drain")
+      a = AdminState::kDrain;
+    else if (value == "maint")
+      a = AdminState::kMaint;
+    else
+      return fmt::format("error: state must be ready, drain or maint (got \"{}\")\n", value);
+    s->setAdmin(a, "runtime API");
+    return "";
+  }
+  auto number = [](std::string_view v, int lo, int hi, int& out) {
+    if (v.empty() || v.size() > 10) return false;
+    long n = 0;
+    for (char c : v) {
+      if (c < '0' || c > '9') return false;
+      n = n * 10 + (c - '0');
+    }
+    if (n < lo || n > hi) return false;
+    out = static_cast<int>(n);
+    return true;
+  };
+  if (what == "weight") {
+    int n = 0;
+    if (!number(value, 0, 256, n))
+      return fmt::format("error: weight must be an integer from 0 to 256 (got \"{}\")\n", value);
+    s->setWeight(n);
+    current_->backend(static_cast<size_t>(bi)).serversChanged();
+    return "";
+  }
+  if (what == "maxconn") {
+    int n = 0;
+    if (!number(value, 0, 1000000000, n))
+      return fmt::format("error: maxconn must be a non-negative integer (got \"{}\")\n", value);
+    s->setMaxconn(n);
+    return "";
+  }
+  return fmt::format("error: unknown server setting \"{}\" (state, weight, maxconn)\n", what);
+}
+
+}  // namespace crescent::core
