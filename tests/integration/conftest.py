@@ -282,6 +282,24 @@ def _failed(request):
     return rep is None or rep.failed
 
 
+def stop_all(started, request):
+    """Teardown of crescent processes a test started: each still running gets SIGTERM and
+    must exit 0; one that exited on its own must have exited 0. Their output is printed
+    when the test failed."""
+    problems = []
+    for c in started:
+        was_running = c.running()
+        rc = c.stop()
+        if not was_running and c.returncode != 0:
+            problems.append(f"{c.name} exited on its own with {rc}\n{c.describe()}")
+        elif rc != 0:
+            problems.append(f"{c.name}: SIGTERM -> exit code {rc}, expected 0\n{c.describe()}")
+        elif _failed(request):
+            print(c.describe())
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
 @pytest.fixture
 def port():
     """A function returning a fresh free port each call."""
@@ -331,18 +349,7 @@ def crescent(request, tmp_path):
 
     yield start
 
-    problems = []
-    for c in started:
-        was_running = c.running()
-        rc = c.stop()
-        if not was_running and c.returncode != 0:
-            problems.append(f"{c.name} exited on its own with {rc}\n{c.describe()}")
-        elif rc != 0:
-            problems.append(f"{c.name}: SIGTERM -> exit code {rc}, expected 0\n{c.describe()}")
-        elif _failed(request):
-            print(c.describe())
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    stop_all(started, request)
 
 
 # ---------------------------------------------------------------------------

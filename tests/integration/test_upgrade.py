@@ -34,6 +34,7 @@ from conftest import (
     Crescent,
     can_connect,
     free_port,
+    stop_all,
     wait_until,
 )
 
@@ -127,20 +128,7 @@ def upgrades(request, tmp_path):
 
     yield start
 
-    problems = []
-    for c in started:
-        was_running = c.running()
-        rc = c.stop()
-        if not was_running and rc != 0:
-            problems.append(f"{c.name} exited on its own with {rc}\n{c.describe()}")
-        elif rc != 0:
-            problems.append(f"{c.name}: SIGTERM -> exit code {rc}, expected 0\n{c.describe()}")
-        else:
-            rep = getattr(request.node, "rep_call", None)
-            if rep is None or rep.failed:
-                print(c.describe())
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    stop_all(started, request)
 
 
 def rt_command(path, command, timeout=5 * SLOW):
