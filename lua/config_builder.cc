@@ -44,6 +44,20 @@ int parseOctalMode(const std::string& text) {
   return m;
 }
 
+// t[key] as a list of integers appended to `out` (validated by stdlib/schema.lua);
+// nothing when absent.
+void readIntList(lua_State* L, int t, const char* key, std::vector<int>& out) {
+  lua_getfield(L, t, key);
+  if (lua_istable(L, -1)) {
+    for (size_t i = 1, n = lua_objlen(L, -1); i <= n; ++i) {
+      lua_rawgeti(L, -1, static_cast<int>(i));
+      out.push_back(static_cast<int>(lua_tointeger(L, -1)));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
 Loc locOf(lua_State* L, int idx, const std::string& label = {}) {
   Loc loc;
   loc.file = stringField(L, idx, "file").value_or("?");
@@ -525,16 +539,7 @@ Status readBind(lua_State* L, int idx, const Loc& frontend, core::FrontendConfig
   if ((!b.user.empty() || !b.group.empty()) && !b.address.isUnix()) {
     return Status::error(at.prefix() + "user and group apply to UNIX sockets only");
   }
-  lua_getfield(L, idx, "threads");
-  if (lua_istable(L, -1)) {
-    size_t n = lua_objlen(L, -1);
-    for (size_t i = 1; i <= n; ++i) {
-      lua_rawgeti(L, -1, static_cast<int>(i));
-      b.threads.push_back(static_cast<int>(lua_tointeger(L, -1)));
-      lua_pop(L, 1);
-    }
-  }
-  lua_pop(L, 1);
+  readIntList(L, idx, "threads", b.threads);
   lua_getfield(L, idx, "tls");
   if (lua_istable(L, -1)) {
     int t = lua_gettop(L);
@@ -617,17 +622,6 @@ Result<AclNode> aclNodeFromLua(lua_State* L, int idx) {
 }
 
 Result<std::shared_ptr<core::Config>> buildConfigFromLua(lua_State* L, int idx) {
-  auto readIntList = [L](int t, const char* key, std::vector<int>& out) {
-    lua_getfield(L, t, key);
-    if (lua_istable(L, -1)) {
-      for (size_t i = 1, n = lua_objlen(L, -1); i <= n; ++i) {
-        lua_rawgeti(L, -1, static_cast<int>(i));
-        out.push_back(static_cast<int>(lua_tointeger(L, -1)));
-        lua_pop(L, 1);
-      }
-    }
-    lua_pop(L, 1);
-  };
   idx = absIndex(L, idx);
   int top = lua_gettop(L);
   auto cfg = std::make_shared<core::Config>();
@@ -668,7 +662,7 @@ Result<std::shared_ptr<core::Config>> buildConfigFromLua(lua_State* L, int idx) 
   }
   lua_settop(L, top);
 
-  readIntList(idx, "reload_hooks", cfg->reload_hooks);
+  readIntList(L, idx, "reload_hooks", cfg->reload_hooks);
   auto readStrings = [L](int t, const char* key, std::vector<std::string>& out) {
     lua_getfield(L, t, key);
     if (lua_istable(L, -1)) {

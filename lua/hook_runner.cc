@@ -331,18 +331,16 @@ void pushGenerationInfo(lua_State* L, uint64_t id, const core::Config* cfg) {
   if (cfg == nullptr) return;
   lua_pushlstring(L, cfg->path.data(), cfg->path.size());
   lua_setfield(L, -2, "path");
-  lua_createtable(L, static_cast<int>(cfg->frontends.size()), 0);
-  for (size_t i = 0; i < cfg->frontends.size(); ++i) {
-    lua_pushlstring(L, cfg->frontends[i].name.data(), cfg->frontends[i].name.size());
-    lua_rawseti(L, -2, static_cast<int>(i + 1));
-  }
-  lua_setfield(L, -2, "frontends");
-  lua_createtable(L, static_cast<int>(cfg->backends.size()), 0);
-  for (size_t i = 0; i < cfg->backends.size(); ++i) {
-    lua_pushlstring(L, cfg->backends[i].name.data(), cfg->backends[i].name.size());
-    lua_rawseti(L, -2, static_cast<int>(i + 1));
-  }
-  lua_setfield(L, -2, "backends");
+  auto pushNames = [L](const auto& sections, const char* field) {
+    lua_createtable(L, static_cast<int>(sections.size()), 0);
+    for (size_t i = 0; i < sections.size(); ++i) {
+      lua_pushlstring(L, sections[i].name.data(), sections[i].name.size());
+      lua_rawseti(L, -2, static_cast<int>(i + 1));
+    }
+    lua_setfield(L, -2, field);
+  };
+  pushNames(cfg->frontends, "frontends");
+  pushNames(cfg->backends, "backends");
 }
 
 }  // namespace

@@ -96,7 +96,8 @@ class Process {
   int liveGenerations();
   std::string showGenerations();
   std::string showInfo();
-  std::string showServers();
+  /// `show servers state [backend]`; empty `backend`: every backend.
+  std::string showServers(std::string_view backend = {});
   std::string showStat();
   std::string showSessions();
   std::string setServer(const std::vector<std::string_view>& words);

@@ -69,18 +69,7 @@ std::string Process::command(std::string_view line) {
   if (is({"show", "servers", "state"})) {
     if (w.size() == 4 && current_->config().findBackend(w[3]) < 0)
       return fmt::format("error: no backend \"{}\"\n", w[3]);
-    std::string out = showServers();
-    if (w.size() < 4) return out;
-    std::string filtered;
-    size_t pos = 0;
-    while (pos < out.size()) {
-      size_t nl = out.find('\n', pos);
-      std::string_view l(out.data() + pos, nl - pos);
-      if (l.substr(0, 1) == "#" || l.substr(0, w[3].size() + 1) == std::string(w[3]) + " ")
-        filtered.append(l).push_back('\n');
-      pos = nl + 1;
-    }
-    return filtered;
+    return showServers(w.size() == 4 ? w[3] : std::string_view());
   }
   if (is({"set", "server"}) || is({"enable", "server"}) || is({"disable", "server"}))
     return setServer(w);
@@ -240,12 +229,13 @@ std::string Process::showStat() {
   return out;
 }
 
-std::string Process::showServers() {
+std::string Process::showServers(std::string_view backend) {
   std::string out =
       "# backend server address state admin weight cur maxconn queue total econ checks_failed\n";
   if (!current_) return out;
   for (size_t i = 0; i < current_->backendCount(); ++i) {
     Backend& b = current_->backend(i);
+    if (!backend.empty() && b.name() != backend) continue;
     for (auto& s : b.servers()) {
       out += fmt::format("{} {} {} {} {} {} {} {} {} {} {} {}\n", b.name(), s->name(),
                          s->config().address.toString(), s->up() ? "UP" : "DOWN",

@@ -124,6 +124,12 @@ void Worker::closeListener(Bound& b, const std::shared_ptr<WorkerGeneration>& ge
   b.listener.reset();
 }
 
+void Worker::closeListeners() {
+  for (auto& b : bound_)
+    if (b) closeListener(*b, current_);
+  bound_.clear();
+}
+
 void Worker::install(std::shared_ptr<WorkerGeneration> wg, std::vector<ListenSocket> sockets) {
   loop_.post([this, wg = std::move(wg), sockets = std::move(sockets)]() mutable {
     if (stopping_) return;
@@ -160,9 +166,7 @@ void Worker::softStop() {
   loop_.post([this] {
     if (stopping_ || draining_) return;
     draining_ = true;
-    for (auto& b : bound_)
-      if (b) closeListener(*b, current_);
-    bound_.clear();
+    closeListeners();
     for (Session* s = sessions_; s != nullptr;) {
       Session* next = s->next_session;
       s->drain();
@@ -175,9 +179,7 @@ void Worker::pauseListeners() {
   loop_.post([this] {
     if (stopping_ || draining_ || paused_) return;
     paused_ = true;
-    for (auto& b : bound_)
-      if (b) closeListener(*b, current_);
-    bound_.clear();
+    closeListeners();
   });
 }
 

@@ -92,6 +92,8 @@ class Worker final : public WorkerContext {
   // Serves the connection a paused listener holds (libuv keeps one accepted fd) on `gen`,
   // the generation of the listener's indices, then closes the listener.
   void closeListener(Bound& b, const std::shared_ptr<WorkerGeneration>& gen);
+  // Closes every listener (soft stop, SIGTTOU); the sockets stay open in the process.
+  void closeListeners();
   static void onPending(void* ctx, Listener& l);
   void acceptFrom(Listener& l, size_t frontend_index, size_t bind_index);
   bool atLimit(size_t frontend_index);
