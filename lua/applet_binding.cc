@@ -156,7 +156,7 @@ void registerApplet(lua_State* L) {
 }
 
 void pushApplet(lua_State* L, ActiveCall& call) {
-  pushHandle(L, call, kAppletMeta);
+  pushHandle(L, call, kAppletMeta, true);
   lua_newtable(L);
   lua_setfenv(L, -2);
 }

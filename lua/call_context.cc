@@ -6,18 +6,19 @@ namespace crescent::lua {
 
 ActiveCall& checkCall(lua_State* L, int idx, const char* tname, const char* what,
                       const char* when) {
-  auto* h = static_cast<Handle*>(luaL_checkudata(L, idx, tname));
-  if (!h->call->active || h->call->serial != h->serial) {
+  auto* h = static_cast<Handle*>(testUdata(L, idx, tname));
+  if (h == nullptr) h = static_cast<Handle*>(luaL_checkudata(L, idx, tname));  // raises
+  if (!h->call->active || (h->serial != 0 && h->call->serial != h->serial)) {
     luaL_error(L, "%s used outside its %s", what, when);
   }
   return *h->call;
 }
 
-void pushHandle(lua_State* L, ActiveCall& call, const char* tname) {
+void pushHandle(lua_State* L, ActiveCall& call, const char* tname, bool phase_only) {
   auto* h = static_cast<Handle*>(lua_newuserdata(L, sizeof(Handle)));
   h->call = &call;
-  h->serial = call.serial;
-  luaL_getmetatable(L, tname);
+  h->serial = phase_only ? call.serial : 0;
+  pushMetatable(L, tname);
   lua_setmetatable(L, -2);
 }
 

@@ -508,6 +508,20 @@ Status readBackend(lua_State* L, int idx, core::Config& cfg) {
   be.redispatch = boolField(L, idx, "redispatch").value_or(be.redispatch);
   be.forwardfor = boolField(L, idx, "forwardfor").value_or(be.forwardfor);
   be.service_hook = static_cast<int>(intField(L, idx, "service_hook").value_or(0));
+  be.http_response_hook = static_cast<int>(intField(L, idx, "http_response_hook").value_or(0));
+  lua_getfield(L, idx, "pool");
+  if (lua_istable(L, -1)) {
+    int p = lua_gettop(L);
+    be.pool_idle_timeout =
+        static_cast<uint64_t>(intField(L, p, "idle_timeout").value_or(be.pool_idle_timeout));
+    be.pool_max_idle = static_cast<int>(intField(L, p, "max_idle").value_or(be.pool_max_idle));
+  }
+  lua_pop(L, 1);
+  if (auto reuse = stringField(L, idx, "http_reuse")) {
+    be.http_reuse = *reuse == "never"    ? core::HttpReuse::kNever
+                    : *reuse == "always" ? core::HttpReuse::kAlways
+                                         : core::HttpReuse::kSafe;
+  }
   readCompression(L, idx, be.compression);
   Status st = forEach(L, idx, "servers", [&](int s) { return readServer(L, s, loc, be); });
   if (!st.ok()) return st;
@@ -596,6 +610,11 @@ Status readFrontend(lua_State* L, int idx, core::Config& cfg) {
   fe.forwardfor = boolField(L, idx, "forwardfor").value_or(fe.forwardfor);
   fe.log = boolField(L, idx, "log").value_or(fe.log);
   fe.http_request_hook = static_cast<int>(intField(L, idx, "http_request_hook").value_or(0));
+  fe.http_response_hook = static_cast<int>(intField(L, idx, "http_response_hook").value_or(0));
+  fe.log_hook = static_cast<int>(intField(L, idx, "log_hook").value_or(0));
+  fe.tcp_request_hook = static_cast<int>(intField(L, idx, "tcp_request_hook").value_or(0));
+  fe.inspect_delay =
+      static_cast<uint64_t>(intField(L, idx, "inspect_delay").value_or(fe.inspect_delay));
   readCompression(L, idx, fe.compression);
   fe.default_backend = stringField(L, idx, "default_backend").value_or("");
   if (!fe.default_backend.empty()) {
@@ -638,6 +657,30 @@ Result<std::shared_ptr<core::Config>> buildConfigFromLua(lua_State* L, int idx) 
     gc.max_generations =
         static_cast<int>(intField(L, g, "max_generations").value_or(gc.max_generations));
     gc.watch = boolField(L, g, "watch").value_or(false);
+    gc.lua_jit = boolField(L, g, "lua_jit").value_or(false);
+    lua_getfield(L, g, "tune");
+    if (lua_istable(L, -1)) {
+      int t = lua_gettop(L);
+      gc.max_headers = static_cast<size_t>(intField(L, t, "max_headers").value_or(101));
+      gc.max_service_body = static_cast<uint64_t>(
+          intField(L, t, "max_service_body").value_or(static_cast<int64_t>(gc.max_service_body)));
+      gc.body_budget = static_cast<uint64_t>(
+          intField(L, t, "body_budget").value_or(static_cast<int64_t>(gc.body_budget)));
+    }
+    lua_pop(L, 1);
+    gc.watchdog_ms = static_cast<uint64_t>(intField(L, g, "watchdog").value_or(gc.watchdog_ms));
+    if (auto v = stringField(L, g, "on_stuck"))
+      gc.on_stuck =
+          *v == "log" ? core::GlobalConfig::OnStuck::kLog : core::GlobalConfig::OnStuck::kAbort;
+    lua_getfield(L, g, "lua");
+    if (lua_istable(L, -1)) {
+      int t = lua_gettop(L);
+      auto& lc = gc.lua;
+      lc.maxmem = static_cast<uint64_t>(intField(L, t, "maxmem").value_or(lc.maxmem));
+      lc.budget_ms = static_cast<uint64_t>(intField(L, t, "budget").value_or(lc.budget_ms));
+      lc.max_timers = static_cast<uint64_t>(intField(L, t, "max_timers").value_or(lc.max_timers));
+    }
+    lua_pop(L, 1);
     lua_getfield(L, g, "runtime");
     if (lua_istable(L, -1)) {
       // Validated by stdlib/config.lua (socket present, mode octal).

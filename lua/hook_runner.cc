@@ -6,82 +6,109 @@
 
 #include "core/base/log.h"
 #include "lua/http_util.h"
+#include "lua/lua_memory.h"
+#include "lua/lua_txn.h"
 #include "lua/lua_util.h"
 #include "lua/run_budget.h"
 #include "lua/server_binding.h"
+#include "lua/socket_binding.h"
+#include "lua/timers.h"
 
 namespace crescent::lua {
+
+namespace {
+
+// A phase run to completion (no loop): nobody waits, since it cannot wait.
+struct NoWaiter final : core::ScriptWaiter {
+  void onScriptDone() override {}
+};
+
+}  // namespace
 
 HookRunner::HookRunner(std::unique_ptr<ScriptState> state, uint64_t budget_ms)
     : state_(std::move(state)), budget_ms_(budget_ms) {
   registerTxn(state_->L());
   registerApplet(state_->L());
+  registerConn(state_->L());
+  state_->host().budget_ms = budget_ms_;
 }
 
 HookRunner::~HookRunner() = default;
 
-std::string HookRunner::call(int id, const char* what, void (*push)(lua_State*, ActiveCall&)) {
-  lua_State* L = state_->L();
-  int top = lua_gettop(L);
-  lua_pushcfunction(L, &tracebackHandler);
-  int handler = lua_gettop(L);
-  if (!state_->pushHook(id)) {
-    lua_settop(L, top);
-    return std::string("no Lua ") + what + " with id " + std::to_string(id);
+std::unique_ptr<core::ScriptTxn> HookRunner::newTxn(core::RequestContext& ctx) {
+  return std::make_unique<LuaTxn>(*this, ctx);
+}
+
+void HookRunner::bindLoop(core::EventLoop& loop) {
+  state_->host().loop = &loop;
+  state_->timers().start();
+}
+
+void HookRunner::retire(bool stopping) {
+  state_->timers().retire(stopping);
+  if (stopping) state_->sockets().clear();
+}
+
+core::ScriptStats HookRunner::stats() const {
+  core::ScriptStats s;
+  CoroutineHost& host = state_->host();
+  s.coroutines = host.live;
+  s.waiting = host.waiting;
+  s.timers = state_->timers().pending();
+  s.sockets = state_->sockets().open();
+  s.memory_bytes = static_cast<uint64_t>(lua_gc(state_->L(), LUA_GCCOUNT, 0)) * 1024 +
+                   static_cast<uint64_t>(lua_gc(state_->L(), LUA_GCCOUNTB, 0));
+  s.run_us = host.run_us;
+  if (const LuaMemory* m = state_->memory()) {
+    s.memory_limit = m->limit;
+    s.memory_limit_hits = m->limit_hits;
   }
-  ++active_.serial;
-  active_.active = true;
-  push(L, active_);
-  int rc;
-  {
-    RunBudget budget(L, budget_ms_, "hook");
-    rc = lua_pcall(L, 1, 0, handler);
-  }
-  active_.active = false;
-  std::string error;
-  if (rc != 0) {
-    error = describeError(L, -1);
-    if (error.empty()) error = "Lua error";
-  }
-  lua_settop(L, top);
-  return error;
+  return s;
 }
 
 core::HookDecision HookRunner::runHttpRequest(int hook_id, core::RequestContext& ctx) {
-  core::HookDecision decision;
-  active_.ctx = &ctx;
-  active_.decision = &decision;
-  active_.service = nullptr;
-  std::string error = call(hook_id, "http_request hook", &pushTxn);
-  active_.ctx = nullptr;
-  active_.decision = nullptr;
-  if (!error.empty()) {
-    decision = core::HookDecision();
-    decision.kind = core::HookDecision::Kind::kFail;
-    decision.error = std::move(error);
-  }
-  return decision;
+  core::HookDecision d;
+  NoWaiter w;
+  LuaTxn t(*this, ctx);
+  (void)t.httpRequest(hook_id, d, w);  // without a loop nothing can wait: always done
+  return d;
+}
+
+core::HookDecision HookRunner::runHttpResponse(int hook_id, core::RequestContext& ctx) {
+  core::HookDecision d;
+  NoWaiter w;
+  LuaTxn t(*this, ctx);
+  (void)t.httpResponse(hook_id, d, w);
+  return d;
 }
 
 core::ServiceResponse HookRunner::runService(int service_id, core::RequestContext& ctx,
                                              std::string_view body) {
-  core::ServiceResponse response;
-  ServiceCall svc;
-  svc.response = &response;
-  svc.body = body;
-  active_.ctx = &ctx;
-  active_.decision = nullptr;
-  active_.service = &svc;
-  std::string error = call(service_id, "service", &pushApplet);
-  active_.ctx = nullptr;
-  active_.service = nullptr;
-  if (!error.empty()) {
-    response = core::ServiceResponse();
-    response.ok = false;
-    response.status = 500;
-    response.error = std::move(error);
-  }
-  return response;
+  core::ServiceResponse r;
+  NoWaiter w;
+  LuaTxn t(*this, ctx);
+  (void)t.service(service_id, body, r, w);
+  return r;
+}
+
+core::Server* HookRunner::runBalancerPick(const core::LuaBalancerConfig& lb, core::Backend& backend,
+                                          core::RequestContext& ctx,
+                                          const std::vector<core::Server*>& candidates,
+                                          std::string& error) {
+  core::PickResult p;
+  NoWaiter w;
+  LuaTxn t(*this, ctx);
+  (void)t.balancerPick(lb, backend, candidates, p, w);
+  error = std::move(p.error);
+  return p.server;
+}
+
+core::LogDecision HookRunner::runLog(int hook_id, core::RequestContext& ctx,
+                                     const core::LogInfo& info) {
+  core::LogDecision d;
+  LuaTxn t(*this, ctx);
+  t.log(hook_id, info, d);
+  return d;
 }
 
 void HookRunner::attach(core::Generation& gen) {
@@ -92,11 +119,11 @@ std::string HookRunner::pcallBudget(int nargs, int nresults, int handler, const 
   lua_State* L = state_->L();
   int rc;
   {
-    RunBudget budget(L, budget_ms_, what);
+    RunBudget budget(L, budget_ms_, what, lua_gettop(L) - nargs);
     rc = lua_pcall(L, nargs, nresults, handler);
   }
   if (rc == 0) return {};
-  std::string error = describeError(L, -1);
+  std::string error = explainMemoryError(L, describeError(L, -1));
   lua_pop(L, 1);
   return error.empty() ? std::string("Lua error") : error;
 }
@@ -151,25 +178,10 @@ std::string HookRunner::pushBalancerState(const core::LuaBalancerConfig& lb,
   return {};
 }
 
-core::Server* HookRunner::runBalancerPick(const core::LuaBalancerConfig& lb, core::Backend& backend,
-                                          core::RequestContext& ctx,
-                                          const std::vector<core::Server*>& candidates,
-                                          std::string& error) {
+std::string HookRunner::pushPickArgs(const core::LuaBalancerConfig& lb, core::Backend& backend,
+                                     const std::vector<core::Server*>& candidates) {
   lua_State* L = state_->L();
   int top = lua_gettop(L);
-  lua_pushcfunction(L, &tracebackHandler);
-  int handler = lua_gettop(L);
-  if (!state_->pushHook(lb.pick_hook)) {
-    lua_settop(L, top);
-    error = "no Lua pick function with id " + std::to_string(lb.pick_hook);
-    return nullptr;
-  }
-  ++active_.serial;
-  active_.active = true;
-  active_.ctx = &ctx;
-  active_.decision = nullptr;
-  active_.service = nullptr;
-  pushTxn(L, active_);
   // The servers list: one table per backend, refilled for each call from an array of
   // the backend's server objects (by index), both kept in the registry.
   pushRegistryTable(L, kCandidatesKey);
@@ -211,34 +223,9 @@ core::Server* HookRunner::runBalancerPick(const core::LuaBalancerConfig& lb, cor
     lua_pushnil(L);
     lua_rawseti(L, list, i);
   }
-  error = pushBalancerState(lb, backend);
-  if (!error.empty()) {
-    active_.active = false;
-    active_.ctx = nullptr;
-    lua_settop(L, top);
-    return nullptr;
-  }
-  error = pcallBudget(3, 1, handler, "balancer");
-  active_.active = false;
-  active_.ctx = nullptr;
-  core::Server* chosen = nullptr;
-  if (error.empty() && !lua_isnil(L, -1)) {
-    core::Server* s = toServer(L, -1);
-    if (s == nullptr) {
-      error = std::string("pick must return one of the servers it was given, or nil (got ") +
-              luaL_typename(L, -1) + ")";
-    } else {
-      for (core::Server* c : candidates) {
-        if (c == s) chosen = s;
-      }
-      if (chosen == nullptr) {
-        error = "pick returned server \"" + s->name() + "\", which is not usable now (" +
-                s->stateName() + (s->full() ? ", full" : "") + ")";
-      }
-    }
-  }
-  lua_settop(L, top);
-  return chosen;
+  std::string error = pushBalancerState(lb, backend);
+  if (!error.empty()) lua_settop(L, top);
+  return error;
 }
 
 void HookRunner::runBalancerRelease(const core::LuaBalancerConfig& lb, core::Backend& backend,

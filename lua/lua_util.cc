@@ -31,7 +31,7 @@ std::string fixLocation(std::string msg, const std::string& path) {
   return path + msg.substr(3 + kKeep);
 }
 
-static std::string scriptPath(lua_State* L) {
+std::string scriptPath(lua_State* L) {
   lua_getfield(L, LUA_REGISTRYINDEX, kScriptPathKey);
   std::string path = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
   lua_pop(L, 1);
@@ -116,6 +116,27 @@ void pushRegistryTable(lua_State* L, const char* key) {
   lua_newtable(L);
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, key);
+}
+
+void pushMetatable(lua_State* L, const char* tname) {
+  lua_pushlightuserdata(L, const_cast<char*>(tname));
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
+  luaL_getmetatable(L, tname);
+  if (lua_isnil(L, -1)) return;  // not registered (yet): nothing to cache
+  lua_pushlightuserdata(L, const_cast<char*>(tname));
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+void* testUdata(lua_State* L, int idx, const char* tname) {
+  void* p = lua_touserdata(L, idx);
+  if (p == nullptr || lua_islightuserdata(L, idx) || !lua_getmetatable(L, idx)) return nullptr;
+  pushMetatable(L, tname);
+  bool same = lua_rawequal(L, -1, -2) != 0;
+  lua_pop(L, 2);
+  return same ? p : nullptr;
 }
 
 bool indexMethodOrKey(lua_State* L, std::string_view& key) {

@@ -17,7 +17,8 @@ namespace crescent::lua {
 
 /// A binding body returns this (after pushing a message string) to have the trampoline
 /// raise it as a Lua error once every C++ object of the body has been destroyed.
-inline constexpr int kRaise = -1;
+/// Not -1: that is what lua_yield() returns, which a yielding body passes through.
+inline constexpr int kRaise = -2;
 
 /// Wraps a binding body so that no C++ exception ever crosses into Lua: a
 /// std::exception becomes a Lua error with its what(). Lua errors raised inside the body
@@ -64,6 +65,8 @@ int tracebackHandler(lua_State* L);
 
 /// Records the main script's path in the registry for the handlers above.
 void setScriptPath(lua_State* L, const std::string& path);
+/// The path given to setScriptPath() ("" when none).
+std::string scriptPath(lua_State* L);
 
 /// Rewrites a LuaJIT-shortened chunk name at the start of `msg` to `path`.
 std::string fixLocation(std::string msg, const std::string& path);
@@ -77,6 +80,16 @@ std::string describeError(lua_State* L, int idx);
 /// returns 1). Otherwise returns false and sets `key` to the key, or to an empty view
 /// when the key is not a string (the metamethod then returns 0 for unknown keys).
 bool indexMethodOrKey(lua_State* L, std::string_view& key);
+
+/// Pushes the metatable registered as `tname` (luaL_newmetatable), found by the address
+/// of `tname` in the registry after the first lookup: no string hashing on the paths
+/// that run for every request. `tname` must be a string with static storage; two copies
+/// of one name (one per translation unit) are two cache keys for the same table.
+void pushMetatable(lua_State* L, const char* tname);
+
+/// luaL_testudata with pushMetatable's lookup: the userdata at `idx` when its metatable
+/// is `tname`'s, else nullptr. Leaves the stack as it was.
+void* testUdata(lua_State* L, int idx, const char* tname);
 
 // Typed field readers for the table at `idx` (absolute or relative). A missing or
 // nil field gives std::nullopt; a field of another type too (the DSL has checked types).

@@ -3,10 +3,16 @@
 #include <chrono>
 #include <cstdint>
 
+namespace crescent::core {
+class RunningSlot;
+}
+
 struct lua_State;
 struct lua_Debug;
 
 namespace crescent::lua {
+
+struct LuaMemory;
 
 /// Cuts off a Lua call that runs longer than a wall-clock budget (DESIGN §5: a hook
 /// that runs too long is cut off).
@@ -24,12 +30,23 @@ namespace crescent::lua {
 ///
 /// lua_sethook is global to the VM: one RunBudget per state at a time (nesting is
 /// refused by construction: the budget in force is the outer one). Not thread-safe.
+///
+/// Every RunBudget (even with budget_ms == 0, or nested) also marks a guarded call for
+/// the state's memory cap (lua_memory.h): allocations past global.lua.maxmem are refused
+/// while one is alive.
 class RunBudget {
  public:
   static constexpr int kCheckEvery = 10000;
 
   /// budget_ms == 0: no limit (no hook is armed). `what` must outlive this object.
-  RunBudget(lua_State* L, uint64_t budget_ms, const char* what);
+  /// `fn_index`: stack index of the function about to be called (0: none, e.g. a
+  /// suspended coroutine about to be resumed, whose current line is used instead): its
+  /// defining `file:line` and `what` go to the thread's core::RunningSlot, which the
+  /// watchdog reads when the call never returns; the count hook updates the line.
+  RunBudget(lua_State* L, uint64_t budget_ms, const char* what, int fn_index = 0);
+  /// A budget of which `left_us` microseconds are left (a coroutine resumed after a
+  /// wait): the error still names the whole `budget_ms`.
+  RunBudget(lua_State* L, uint64_t budget_ms, uint64_t left_us, const char* what, int fn_index = 0);
   ~RunBudget();
   RunBudget(const RunBudget&) = delete;
   RunBudget& operator=(const RunBudget&) = delete;
@@ -47,6 +64,8 @@ class RunBudget {
   bool armed_ = false;
   bool expired_ = false;
   RunBudget* outer_ = nullptr;
+  LuaMemory* mem_ = nullptr;
+  core::RunningSlot* slot_ = nullptr;
 };
 
 }  // namespace crescent::lua

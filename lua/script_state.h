@@ -9,9 +9,15 @@
 #include "core/base/status.h"
 #include "core/config/config.h"
 
+#include "lua/coroutine.h"
+
 struct lua_State;
 
 namespace crescent::lua {
+
+class TimerSet;
+class SocketPool;
+struct LuaMemory;
 
 /// Default wall-clock budget for evaluating a config script (ms). A script still running
 /// after it fails to load with "config script exceeded its time budget".
@@ -20,6 +26,9 @@ inline constexpr uint64_t kDefaultScriptLoadBudgetMs = 10000;
 /// How ScriptState::load evaluates a script.
 struct ScriptLoadOptions {
   uint64_t budget_ms = kDefaultScriptLoadBudgetMs;  ///< 0 = unlimited
+  /// Bytes the state may hold while Lua runs (global.lua.maxmem, lua_memory.h); 0 = no cap.
+  /// Holds during the evaluation too.
+  uint64_t maxmem = 0;
   /// Drop what the script logs (log.info...) while it is evaluated. For the worker
   /// states, which evaluate the script again after the main thread did: its log lines
   /// then appear once. Hooks log normally afterwards.
@@ -43,6 +52,11 @@ struct ScriptLoadOptions {
 /// Sandbox (DESIGN §5): string, table, math, bit, coroutine, os.getenv/time/clock/date,
 /// and `require` of the embedded modules and of Lua files next to the config; no io,
 /// debug, dofile, loadfile, os.exit/execute. The JIT compiler is off (see run_budget.h).
+///
+/// Memory: the state is made with lua_newstate and a counting allocator (lua_memory.h),
+/// which Debian 12's LuaJIT 2.1 (GC64 on x86_64) accepts. LuaJIT builds without GC64 on
+/// x86_64 refuse a custom allocator (lua_newstate returns NULL): the state then falls
+/// back to luaL_newstate, and maxmem is not enforced (a warning says so once).
 ///
 /// Not thread-safe: one thread uses a state at a time. Destroying it closes the lua_State.
 class ScriptState {
@@ -74,6 +88,13 @@ class ScriptState {
   /// Pushes hook `id` (a function) onto the stack; returns false (pushing nothing) when
   /// there is no such hook.
   bool pushHook(int id) const;
+  /// Same, onto `L`: a thread (coroutine) of this state.
+  bool pushHook(lua_State* L, int id) const;
+
+  /// Turns LuaJIT's compiler on for what runs in this state from now on
+  /// (`global { lua_jit = true }`). The time budget then no longer cuts loops that were
+  /// compiled (run_budget.h): docs/lua-api.md, "The JIT compiler".
+  void enableJit();
 
   /// Number of hooks the script registered (ids are 1..hookCount()).
   int hookCount() const;
@@ -82,11 +103,29 @@ class ScriptState {
   const std::string& path() const { return path_; }
   const std::string& script() const { return script_; }
 
+  /// What the state's coroutines share (coroutine.h), its timers (crescent.timer) and
+  /// its cosockets' keepalive pool (crescent.socket): made with the state, so that the
+  /// script's own evaluation may already ask for timers (they start once a worker binds
+  /// the state to its loop).
+  CoroutineHost& host() { return host_; }
+  /// The state's allocator and its count (lua_memory.h); nullptr when this LuaJIT build
+  /// refused a custom allocator and the state uses LuaJIT's own (no count, no cap).
+  LuaMemory* memory() const { return memory_.get(); }
+  /// Sets the cap (bytes, 0 = none) for what runs from now on; false when it cannot be
+  /// enforced (memory() == nullptr).
+  bool setMemoryLimit(uint64_t bytes);
+  TimerSet& timers() { return *timers_; }
+  SocketPool& sockets() { return *sockets_; }
+
  private:
-  explicit ScriptState(lua_State* L) : L_(L) {}
+  ScriptState(lua_State* L, std::unique_ptr<LuaMemory> memory);
   core::Status evaluate(const LoadOptions& options);
 
+  std::unique_ptr<LuaMemory> memory_;  // outlives L_ (closed in the destructor's body)
   lua_State* L_;
+  CoroutineHost host_;
+  std::unique_ptr<TimerSet> timers_;  // before lua_close: they hold registry refs
+  std::unique_ptr<SocketPool> sockets_;
   std::string path_;
   std::string script_;
 };

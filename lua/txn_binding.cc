@@ -1,6 +1,7 @@
-// The `txn` object given to http_request hooks (docs/lua-api.md): txn.req (read and edit
-// the request head), txn.src/src_port/dst/dst_port/frontend, and the decisions
-// txn:reply(), txn:deny(), txn:use_backend().
+// The `txn` object given to hooks (docs/lua-api.md): txn.req and txn.resp
+// (head_binding.cc), txn.src/src_port/dst/dst_port/frontend, and the decisions
+// txn:reply(), txn:deny() (http_request, http_response) and txn:use_backend()
+// (http_request).
 
 #include <algorithm>
 #include <cstdarg>
@@ -19,131 +20,14 @@ using core::HookDecision;
 
 namespace {
 
+// The environment every txn starts with (one shared empty table); txn.req / txn.resp
+// give a txn its own on first use.
+// Registry key (by address) of the one empty table every txn starts with as environment.
+char kSharedEnvKey;
+
 ActiveCall& txnCall(lua_State* L) {
   return checkCall(L, 1, kTxnMeta, "txn", "hook");
 }
-ActiveCall& reqCall(lua_State* L) {
-  return checkCall(L, 1, kReqMeta, "txn", "hook");
-}
-
-// txn.req ----------------------------------------------------------------------------
-
-int reqHeader(lua_State* L) {
-  ActiveCall& call = reqCall(L);
-  std::string_view name = checkView(L, 2);
-  const core::HeaderField* f = call.ctx->req.find(name);
-  if (f == nullptr) {
-    lua_pushnil(L);
-  } else {
-    lua_pushlstring(L, f->value.data(), f->value.size());
-  }
-  return 1;
-}
-
-int reqHeaders(lua_State* L) {
-  ActiveCall& call = reqCall(L);
-  pushHeaderTable(L, call.ctx->req);
-  return 1;
-}
-
-// Checks (name, value) at 2, 3 for set_header/add_header.
-int checkField(lua_State* L, const char* method, std::string_view& name, std::string_view& value) {
-  name = checkView(L, 2);
-  value = checkView(L, 3);
-  if (!isHeaderName(name)) {
-    return raiseFormat(L, "txn.req:%s: invalid header name \"%s\"", method,
-                       std::string(name).c_str());
-  }
-  if (!isHeaderValue(value)) {
-    return raiseFormat(L, "txn.req:%s: invalid value for \"%s\" (contains CR, LF or NUL)", method,
-                       std::string(name).c_str());
-  }
-  return 0;
-}
-
-int reqSetHeader(lua_State* L) {
-  ActiveCall& call = reqCall(L);
-  std::string_view name, value;
-  if (checkField(L, "set_header", name, value) == kRaise) return kRaise;
-  call.ctx->req.set(name, value);
-  return 0;
-}
-
-int reqAddHeader(lua_State* L) {
-  ActiveCall& call = reqCall(L);
-  std::string_view name, value;
-  if (checkField(L, "add_header", name, value) == kRaise) return kRaise;
-  call.ctx->req.add(name, value);
-  return 0;
-}
-
-int reqDelHeader(lua_State* L) {
-  ActiveCall& call = reqCall(L);
-  std::string_view name = checkView(L, 2);
-  lua_pushinteger(L, static_cast<lua_Integer>(call.ctx->req.remove(name)));
-  return 1;
-}
-
-// Replaces the path of the target, keeping what follows it ("?query") and, for an
-// absolute-form target, what precedes it ("http://host").
-int reqSetPath(lua_State* L) {
-  ActiveCall& call = reqCall(L);
-  std::string_view path = checkView(L, 2);
-  if (path.empty() || path[0] != '/') {
-    return raiseFormat(L, "txn.req:set_path: the path must start with \"/\"");
-  }
-  for (char c : path) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f || c == '?' || c == '#') {
-      return raiseFormat(L, "txn.req:set_path: invalid character in path (space, control, ? or #)");
-    }
-  }
-  core::HttpHead& req = call.ctx->req;
-  std::string_view target = req.target;
-  size_t start = 0;
-  if (target.empty() || target[0] != '/') {
-    size_t scheme = target.find("://");
-    if (scheme == std::string_view::npos) {
-      return raiseFormat(L, "txn.req:set_path: the request target \"%s\" has no path",
-                         std::string(target).c_str());
-    }
-    start = target.find_first_of("/?", scheme + 3);
-    if (start == std::string_view::npos) start = target.size();
-  }
-  size_t end = target.find('?', start);
-  if (end == std::string_view::npos) end = target.size();
-  std::string updated;
-  updated.reserve(target.size() + path.size());
-  updated.append(target.substr(0, start)).append(path).append(target.substr(end));
-  req.target = req.own(updated);
-  return 0;
-}
-
-int reqIndex(lua_State* L) {
-  ActiveCall& call = reqCall(L);
-  std::string_view key;
-  if (indexMethodOrKey(L, key)) return 1;
-  if (key.empty()) return 0;
-  const core::HttpHead& req = call.ctx->req;
-  std::string_view v;
-  if (key == "method") {
-    v = req.method;
-  } else if (key == "path") {
-    v = req.path();
-  } else if (key == "query") {
-    v = req.query();
-  } else if (key == "target") {
-    v = req.target;
-  } else if (key == "version") {
-    pushVersion(L, req);
-    return 1;
-  } else {
-    return 0;
-  }
-  lua_pushlstring(L, v.data(), v.size());
-  return 1;
-}
-
 // txn --------------------------------------------------------------------------------
 
 const char* decisionName(HookDecision::Kind k) {
@@ -159,7 +43,7 @@ const char* decisionName(HookDecision::Kind k) {
 
 int checkUndecided(lua_State* L, ActiveCall& call, const char* method) {
   if (call.decision == nullptr) {
-    return raiseFormat(L, "txn:%s: only an http_request hook can decide (not a balancer)", method);
+    return raiseFormat(L, "txn:%s: only http_request and http_response hooks can decide", method);
   }
   if (call.decision->kind != HookDecision::Kind::kContinue) {
     return raiseFormat(L, "txn:%s: the hook already decided (txn:%s was called)", method,
@@ -253,6 +137,9 @@ int txnDeny(lua_State* L) {
 int txnUseBackend(lua_State* L) {
   ActiveCall& call = txnCall(L);
   std::string_view name = checkView(L, 2);
+  if (call.phase != Phase::kRequest) {
+    return raiseFormat(L, "txn:use_backend: only an http_request hook can choose the backend");
+  }
   if (checkUndecided(L, call, "use_backend") == kRaise) return kRaise;
   // The backends this script declared, and their modes (stdlib/config.lua seal()).
   lua_getfield(L, LUA_REGISTRYINDEX, kConfigCtxKey);
@@ -276,26 +163,38 @@ int txnUseBackend(lua_State* L) {
 void pushProxyHeader(lua_State* L, const core::proxy::Header& h);
 void pushTlsInfo(lua_State* L, const core::tls::Info& i);
 
+void pushOwnEnv(lua_State* L) {
+  pushTxnEnv(L, 1);
+}
+
 int txnIndex(lua_State* L) {
   ActiveCall& call = txnCall(L);
   std::string_view key;
   if (indexMethodOrKey(L, key)) return 1;
   if (key.empty()) return 0;
   const core::RequestContext& ctx = *call.ctx;
-  if (key == "req") {
+  if (key == "req" || key == "resp" || key == "ctx") {
     // Made on first use (a balancer that never looks at the request pays nothing), then
     // kept in the txn's own environment table so txn.req is the same object each time.
-    if (!ctx.http) return 0;
-    lua_getfenv(L, 1);
-    lua_getfield(L, -1, "req");
+    bool req = key == "req";
+    if (key != "ctx" && (!ctx.http || (!req && ctx.resp == nullptr))) return 0;
+    pushOwnEnv(L);
+    lua_pushvalue(L, 2);  // the key, already an interned string: no hashing
+    lua_rawget(L, -2);
     if (!lua_isnil(L, -1)) return 1;
-    lua_pop(L, 2);
-    lua_createtable(L, 0, 1);
-    pushHandle(L, call, kReqMeta);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "req");
-    lua_insert(L, -2);
-    lua_setfenv(L, 1);
+    lua_pop(L, 1);
+    if (key == "ctx") {
+      lua_newtable(L);  // txn.ctx: the exchange's own table, seen by every later phase
+    } else {
+      pushHandle(L, call, req ? kReqMeta : kRespMeta);
+      lua_createtable(L, 1, 0);  // the handle's environment keeps the txn (its state) alive
+      lua_pushvalue(L, 1);
+      lua_rawseti(L, -2, 1);
+      lua_setfenv(L, -2);
+    }
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
     return 1;
   }
   if (key == "src" || key == "dst") {
@@ -395,44 +294,63 @@ int txnReadOnly(lua_State* L) {
   return raiseFormat(L, "txn is read-only (keep your data in local variables)");
 }
 
-int reqReadOnly(lua_State* L) {
-  return raiseFormat(L, "txn.req is read-only (use its methods)");
-}
-
 }  // namespace
 
 void registerTxn(lua_State* L) {
-  static const luaL_Reg kReqMethods[] = {
-      {"header", &guarded<reqHeader>},
-      {"headers", &guarded<reqHeaders>},
-      {"set_header", &guarded<reqSetHeader>},
-      {"add_header", &guarded<reqAddHeader>},
-      {"del_header", &guarded<reqDelHeader>},
-      {"set_path", &guarded<reqSetPath>},
-      {nullptr, nullptr},
-  };
   static const luaL_Reg kTxnMethods[] = {
       {"reply", &guarded<txnReply>},
       {"deny", &guarded<txnDeny>},
       {"use_backend", &guarded<txnUseBackend>},
       {nullptr, nullptr},
   };
-  newHandleMeta(L, kReqMeta, "txn.req", kReqMethods, &guarded<reqIndex>, &guarded<reqReadOnly>);
+  registerHeads(L);
   newHandleMeta(L, kTxnMeta, "txn", kTxnMethods, &guarded<txnIndex>, &guarded<txnReadOnly>);
 }
 
-void pushTxn(lua_State* L, ActiveCall& call) {
-  pushHandle(L, call, kTxnMeta);
-  // The environment starts as one shared empty table; txn.req replaces it with the
-  // txn's own on first use (txnIndex). TCP mode: txn.req is nil.
-  lua_getfield(L, LUA_REGISTRYINDEX, "crescent.txn_env");
+namespace {
+// The txn userdata: its handle first (what checkCall reads), then the state it points to.
+struct TxnBox {
+  Handle handle;
+  ActiveCall call;
+};
+}  // namespace
+
+// The txn's own environment table, replacing the shared empty one first.
+void pushTxnEnv(lua_State* L, int idx) {
+  idx = absIndex(L, idx);
+  lua_getfenv(L, idx);
+  lua_pushlightuserdata(L, &kSharedEnvKey);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  bool shared = lua_rawequal(L, -1, -2) != 0;
+  lua_pop(L, 1);
+  if (!shared) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 3);
+  lua_pushvalue(L, -1);
+  lua_setfenv(L, idx);
+}
+
+ActiveCall& pushNewTxn(lua_State* L) {
+  auto* box = static_cast<TxnBox*>(lua_newuserdata(L, sizeof(TxnBox)));
+  new (&box->call) ActiveCall();
+  box->call.active = true;
+  box->handle.call = &box->call;
+  box->handle.serial = 0;
+  pushMetatable(L, kTxnMeta);
+  lua_setmetatable(L, -2);
+  // The environment starts as one shared empty table; txn.req, txn.resp and txn.ctx give
+  // the txn its own on first use (txnIndex).
+  lua_pushlightuserdata(L, &kSharedEnvKey);
+  lua_rawget(L, LUA_REGISTRYINDEX);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "crescent.txn_env");
+    lua_pushlightuserdata(L, &kSharedEnvKey);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
   }
   lua_setfenv(L, -2);
+  return box->call;
 }
 
 }  // namespace crescent::lua

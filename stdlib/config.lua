@@ -399,6 +399,18 @@ local function newContext(opts)
       end
       fe.http_request_hook = registerHook(out.http_request)
     end
+    if out.http_response then
+      if fe.mode ~= "http" then
+        keyFail(obj, "http_response", '"http_response" needs mode = "http"')
+      end
+      fe.http_response_hook = registerHook(out.http_response)
+    end
+    if out.tcp_request then fe.tcp_request_hook = registerHook(out.tcp_request) end
+    fe.inspect_delay = out.inspect_delay
+    if type(fe.log) == "function" then
+      fe.log_hook = registerHook(fe.log)
+      fe.log = true
+    end
     for _, e in ipairs(entries) do
       if e[ENTRY] == "bind" then
         fe.binds[#fe.binds + 1] = entryCheckers.bind(obj, e)
@@ -421,6 +433,8 @@ local function newContext(opts)
       redispatch = pick(out.redispatch, D.redispatch),
       forwardfor = pick(out.forwardfor, D.forwardfor),
       compression = pick(out.compression, D.compression),
+      pool = pick(out.pool, D.pool),
+      http_reuse = pick(out.http_reuse, D.http_reuse),
       servers = {},
     }
     local balance = pick(out.balance, D.balance)
@@ -466,6 +480,12 @@ local function newContext(opts)
         seen[s.name] = s
         be.servers[#be.servers + 1] = s
       end
+    end
+    if out.http_response and obj.kind ~= "listen" then  -- a listen's runs once, as its frontend's
+      if be.mode ~= "http" then
+        keyFail(obj, "http_response", '"http_response" needs mode = "http"')
+      end
+      be.http_response_hook = registerHook(out.http_response)
     end
     if out.service then
       if be.mode ~= "http" then keyFail(obj, "service", '"service" needs mode = "http"') end

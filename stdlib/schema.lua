@@ -1,6 +1,7 @@
 -- crescent.schema: the keys each DSL section accepts, their types and ranges, and the
--- checks that normalize a value (durations to ms, sizes to bytes). docs/config.md lists
--- the same keys; keep both in step.
+-- checks that normalize a value (durations to ms, sizes to bytes). docs/config.md's "Keys
+-- per section" lists the same keys, and tests/integration/test_docs.py reads the tables
+-- exported here to hold the two in step.
 --
 -- check(spec, key, value, used) returns the normalized value, or nil, an error message
 -- (without file:line or object) and, for nested tables, the sub-key at fault. `used`
@@ -26,6 +27,8 @@ local function int(lo, hi) return { t = "int", min = lo, max = hi } end
 local BOOL = { t = "bool" }
 local DURATION = { t = "duration" }
 local FUNC = { t = "function" }
+-- `log = false` (no traffic log line) or `log = function(txn, info)` (the log phase)
+local LOG = { t = "log" }
 local MODE = { t = "enum", values = { "http", "tcp" } }
 local TIMEOUT = {
   t = "table", what = "timeout", keys = {
@@ -58,6 +61,11 @@ local BALANCE = { t = "balance", values = { "roundrobin", "static-rr", "leastcon
                                             "source", "uri", "random", "url_param(name)",
                                             "hdr(name)" } }
 local HASH_TYPE = { t = "enum", values = { "map-based", "consistent" } }
+-- pool = { idle_timeout = "3s", max_idle = 64 }: idle server connections kept per worker
+local POOL = { t = "table", what = "pool", keys = {
+  idle_timeout = DURATION, max_idle = int(0, 1000000),
+} }
+local HTTP_REUSE = { t = "enum", values = { "never", "safe", "always" } }
 local SOURCE = { t = "source" }
 -- Health check settings (HAProxy's check, inter, fastinter, downinter, rise, fall,
 -- observe, error-limit; http-check send/expect).
@@ -77,8 +85,25 @@ _M.global = {
   maxconn = int(0, INT_MAX),
   bufsize = { t = "size", min = 1024, max = 1024 ^ 3 },
   hard_stop_after = DURATION,
+  -- watchdog = "2s": a worker whose loop has not turned that long is stuck;
+  -- on_stuck = "abort" (the default) or "log" says what then
+  watchdog = DURATION,
+  on_stuck = { t = "enum", values = { "abort", "log" } },
   max_generations = int(0, 1000),
   watch = BOOL,
+  lua_jit = BOOL,
+  -- global { tune = { max_headers = 101 } }: HAProxy's tune.http.maxhdr
+  -- tune.max_service_body / body_budget: request bodies Lua services gather in memory
+  tune = { t = "table", what = "tune", keys = {
+    max_headers = int(1, 32767),
+    max_service_body = { t = "size", min = 0, max = 1024 ^ 4 },
+    body_budget = { t = "size", min = 0, max = 1024 ^ 4 },
+  } },
+  -- lua = { maxmem = "256m", budget = "1s", max_timers = 1024 }: each Lua state's limits
+  lua = { t = "table", what = "lua", keys = {
+    maxmem = { t = "size", min = 0, max = 1024 ^ 4 }, budget = DURATION,
+    max_timers = int(1, 1000000),
+  } },
   -- global { runtime = { socket = "/run/crescent.sock", mode = "0600",
   --                      expose_fd_listeners = true } }: the runtime API (docs/reload.md)
   runtime = { t = "table", what = "runtime", keys = {
@@ -90,17 +115,19 @@ _M.defaults = {
   mode = MODE, timeout = TIMEOUT, retries = int(0, 100), redispatch = BOOL,
   forwardfor = BOOL, maxconn = int(0, INT_MAX), balance = BALANCE, log = BOOL,
   hash_type = HASH_TYPE, check = CHECK, source = SOURCE, compression = COMPRESSION,
+  pool = POOL, http_reuse = HTTP_REUSE,
 }
 
 _M.frontend = {
-  mode = MODE, timeout = TIMEOUT, maxconn = int(0, INT_MAX), forwardfor = BOOL, log = BOOL,
-  http_request = FUNC, default_backend = { t = "string" }, compression = COMPRESSION,
+  mode = MODE, timeout = TIMEOUT, maxconn = int(0, INT_MAX), forwardfor = BOOL, log = LOG,
+  http_request = FUNC, http_response = FUNC, default_backend = { t = "string" },
+  compression = COMPRESSION, tcp_request = FUNC, inspect_delay = DURATION,
 }
 
 _M.backend = {
   mode = MODE, timeout = TIMEOUT, balance = BALANCE, retries = int(0, 100), redispatch = BOOL,
   forwardfor = BOOL, service = FUNC, hash_type = HASH_TYPE, check = CHECK, source = SOURCE,
-  compression = COMPRESSION,
+  compression = COMPRESSION, http_response = FUNC, pool = POOL, http_reuse = HTTP_REUSE,
 }
 
 _M.listen = {}
@@ -216,6 +243,13 @@ function checks.bool(spec, key, v, used)
     if v == "true" then return true elseif v == "false" then return false end
   end
   if type(v) ~= "boolean" then return nil, typeError(key, "a boolean", v) end
+  return v
+end
+
+function checks.log(spec, key, v, used)
+  if type(v) == "function" then return v end
+  if type(v) == "string" and used[key] then return checks.bool(spec, key, v, used) end
+  if type(v) ~= "boolean" then return nil, typeError(key, "a boolean or a function", v) end
   return v
 end
 

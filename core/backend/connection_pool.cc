@@ -27,13 +27,14 @@ StreamPtr ConnectionPool::take(uint64_t key) {
   return s;
 }
 
-void ConnectionPool::give(uint64_t key, StreamPtr stream) {
+void ConnectionPool::give(uint64_t key, StreamPtr stream, uint64_t idle_ms, size_t max_idle) {
   auto& list = idle_[key];
-  if (list.size() >= max_idle_) return;  // StreamPtr closes it
+  if (list.size() >= max_idle || idle_ms == 0) return;  // StreamPtr closes it
   stream->setHandler(this);
   stream->readStart();  // to notice the server closing it
-  list.push_back({key, std::move(stream), loop_.now()});
-  if (!timer_->active()) timer_->start(idle_timeout_);
+  uint64_t expires = loop_.now() + idle_ms;
+  list.push_back({key, std::move(stream), expires});
+  if (!timer_->active() || timer_->due() > expires) timer_->start(idle_ms);
 }
 
 void ConnectionPool::clear() {
@@ -74,11 +75,11 @@ void ConnectionPool::onTimer(void* ctx) {
   uint64_t now = self->loop_.now();
   uint64_t next = 0;
   for (auto& [server, list] : self->idle_) {
-    list.erase(std::remove_if(list.begin(), list.end(),
-                              [&](const Idle& i) { return now - i.since >= self->idle_timeout_; }),
-               list.end());
+    list.erase(
+        std::remove_if(list.begin(), list.end(), [&](const Idle& i) { return i.expires <= now; }),
+        list.end());
     for (auto& i : list) {
-      uint64_t left = self->idle_timeout_ - (now - i.since);
+      uint64_t left = i.expires - now;
       if (next == 0 || left < next) next = left;
     }
   }

@@ -28,8 +28,10 @@ class ConnectionPool : private StreamHandler {
   /// An idle connection to the server of `key`, or a null StreamPtr. The caller becomes its owner
   /// and must set its handler before returning to the loop (the stream is still reading).
   StreamPtr take(uint64_t key);
-  /// Keeps `stream` (connected to the server of `key`, nothing pending in either direction).
-  void give(uint64_t key, StreamPtr stream);
+  /// Keeps `stream` (connected to the server of `key`, nothing pending in either direction)
+  /// for `idle_ms` (the backend's pool.idle_timeout, or less when the server announced a
+  /// shorter Keep-Alive timeout), among at most `max_idle` for that key (0: not kept).
+  void give(uint64_t key, StreamPtr stream, uint64_t idle_ms, size_t max_idle);
   /// Closes every idle connection (worker stop).
   void clear();
   size_t idleCount() const;
@@ -38,7 +40,7 @@ class ConnectionPool : private StreamHandler {
   struct Idle {
     uint64_t key;
     StreamPtr stream;
-    uint64_t since;
+    uint64_t expires;  // loop time
   };
   void onStreamData(Stream& s, Buffer data) override;
   void onStreamEof(Stream& s) override;

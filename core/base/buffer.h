@@ -87,4 +87,37 @@ class BufferPool {
   std::vector<char*> free_;
 };
 
+/// A FIFO of Buffers that allocates nothing until the first push (a std::deque allocates
+/// its map and a 512-byte node when constructed: once per exchange where this is used).
+/// push_front() is O(1) after a pop_front(), O(n) otherwise; the rest is O(1) amortized.
+/// Not thread-safe, like Buffer.
+class BufferQueue {
+ public:
+  bool empty() const { return head_ == items_.size(); }
+  size_t size() const { return items_.size() - head_; }
+  Buffer& front() { return items_[head_]; }
+  void push_back(Buffer b) { items_.push_back(std::move(b)); }
+  void push_front(Buffer b) {
+    if (head_ > 0)
+      items_[--head_] = std::move(b);
+    else
+      items_.insert(items_.begin(), std::move(b));
+  }
+  void pop_front() {
+    items_[head_++] = Buffer();
+    if (head_ == items_.size()) clear();
+  }
+  /// Drops every buffer (back to their pools); keeps the capacity.
+  void clear() {
+    items_.clear();
+    head_ = 0;
+  }
+  Buffer* begin() { return items_.data() + head_; }
+  Buffer* end() { return items_.data() + items_.size(); }
+
+ private:
+  std::vector<Buffer> items_;
+  size_t head_ = 0;
+};
+
 }  // namespace crescent::core

@@ -205,6 +205,13 @@ struct LuaBalancerConfig {
   bool enabled() const { return pick_hook > 0; }
 };
 
+/// Which requests may go on an idle pooled connection (HAProxy's `http-reuse`).
+enum class HttpReuse {
+  kNever,   ///< none: every request on a new connection
+  kSafe,    ///< not a client connection's first request, nor one with a body
+  kAlways,  ///< any request
+};
+
 struct BackendConfig {
   std::string name;
   Mode mode = Mode::kHttp;
@@ -218,7 +225,14 @@ struct BackendConfig {
   bool redispatch = false;
   bool forwardfor = false;
   std::vector<ServerConfig> servers;
-  int service_hook = 0;  ///< >0: a Lua service answers instead of servers (hook id)
+  int service_hook = 0;        ///< >0: a Lua service answers instead of servers (hook id)
+  int http_response_hook = 0;  ///< >0: `http_response = function(txn)`, before the frontend's
+  /// Idle server connections (`pool = { idle_timeout, max_idle }`, HAProxy's
+  /// pool-purge-delay and pool-max-conn): how long one is kept (ms; shortened to the
+  /// server's `Keep-Alive: timeout=`), and how many per server and worker.
+  uint64_t pool_idle_timeout = 3000;
+  int pool_max_idle = 64;
+  HttpReuse http_reuse = HttpReuse::kSafe;
   CompressionConfig compression;
   int line = 0;
 };
@@ -243,7 +257,11 @@ struct FrontendConfig {
   std::string default_backend;     ///< empty: none (503 / close)
   int default_backend_index = -1;  ///< into Config::backends, -1: none
   int http_request_hook = 0;       ///< >0: Lua hook id
+  int http_response_hook = 0;      ///< >0: `http_response = function(txn)` hook id
   bool log = true;                 ///< one httplog/tcplog line per exchange/session
+  int log_hook = 0;                ///< >0: `log = function(txn, info)`: the log phase
+  int tcp_request_hook = 0;        ///< >0: `tcp_request = function(conn)`, before any protocol
+  uint64_t inspect_delay = 5000;   ///< ms conn.sni / conn:peek() wait by default
   CompressionConfig compression;
   int line = 0;
 };
@@ -252,6 +270,14 @@ struct GlobalConfig {
   int threads = 0;           ///< worker threads; 0 = number of cores
   int maxconn = 0;           ///< process-wide concurrent client connections; 0 = unlimited
   uint64_t bufsize = 16384;  ///< bytes per pooled buffer; also the largest request/response head
+  /// `tune = { max_headers = N }`: field lines a request or response head may have
+  /// (HAProxy's tune.http.maxhdr); one more gets 400 (requests) or 502 (responses).
+  size_t max_headers = 101;
+  /// `tune.max_service_body`: bytes of request body a Lua service may receive; more: 413.
+  uint64_t max_service_body = 8 * 1024 * 1024;
+  /// `tune.body_budget`: request-body bytes the whole process holds in memory at once
+  /// (the bodies Lua services gather); a request that would pass it gets 503. 0: none.
+  uint64_t body_budget = 256 * 1024 * 1024;
   /// ms an old generation (after a reload) or a soft-stopping process keeps its sessions;
   /// what is left after is closed, counted and logged. 0 = no limit (DESIGN §3).
   uint64_t hard_stop_after = 0;
@@ -260,6 +286,22 @@ struct GlobalConfig {
   int max_generations = 0;
   /// Reload when the script or a Lua file it required changes (debounced).
   bool watch = false;
+  /// LuaJIT's compiler on in the workers' states: faster CPU-heavy hooks, but a loop
+  /// compiled into a trace is no longer cut by the time budget (docs/lua-api.md).
+  bool lua_jit = false;
+  /// `lua = { maxmem = "256m", budget = "1s", max_timers = 1024 }`: limits of each Lua
+  /// state (one per worker per generation, and the main thread's). A reload applies new
+  /// values to the new generation's states.
+  struct Lua {
+    /// Bytes one state may hold while Lua runs (HAProxy's tune.lua.maxmem); an
+    /// allocation past it fails that call with a Lua error. 0 = no cap.
+    uint64_t maxmem = 256ull * 1024 * 1024;
+    /// ms of Lua running time allowed to one phase (hook, service, pick, callback)
+    /// between waits; 0 = unlimited.
+    uint64_t budget_ms = 1000;
+    /// Timers pending at once per state (crescent.timer.at / every).
+    uint64_t max_timers = 1024;
+  } lua;
   /// `runtime = { socket = path, mode = "0600", expose_fd_listeners = true }`: the runtime
   /// API's UNIX socket (docs/reload.md). Empty path: no runtime API.
   struct Runtime {
@@ -267,6 +309,12 @@ struct GlobalConfig {
     int mode = 0600;                   ///< permissions of the socket file
     bool expose_fd_listeners = false;  ///< `_getsocks`: hand listeners to a new binary
   } runtime;
+  /// ms a worker's loop may spend in one turn before the watchdog reports it stuck
+  /// (core/runtime/watchdog.h); 0 = no watchdog.
+  uint64_t watchdog_ms = 2000;
+  /// What the watchdog does about a stuck worker: abort the process (the service manager
+  /// restarts it), or only log.
+  enum class OnStuck { kAbort, kLog } on_stuck = OnStuck::kAbort;
   /// Worker (1-based) -> CPU it is pinned to (`cpu_map = { [1] = 0, [2] = 1 }`).
   std::vector<std::pair<int, int>> cpu_map;
 };

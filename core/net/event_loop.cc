@@ -14,6 +14,23 @@ EventLoop::EventLoop() {
   // The async handle must not keep the loop alive on its own: owners decide when the
   // loop ends (workers keep it alive with their listeners and sessions).
   uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  // The heartbeat (turns) never keeps the loop alive either.
+  uv_prepare_init(&loop_, &prepare_);
+  prepare_.data = this;
+  uv_prepare_start(&prepare_, &EventLoop::onBeatCb);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
+  uv_check_init(&loop_, &check_);
+  check_.data = this;
+  uv_check_start(&check_, &EventLoop::onBeatCb);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+}
+
+void EventLoop::onBeatCb(uv_prepare_t* h) {
+  static_cast<EventLoop*>(h->data)->turns_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void EventLoop::onBeatCb(uv_check_t* h) {
+  static_cast<EventLoop*>(h->data)->turns_.fetch_add(1, std::memory_order_relaxed);
 }
 
 EventLoop::~EventLoop() {
@@ -87,6 +104,8 @@ int EventLoop::close() {
   closed_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   drainDeferred();
   int rc = uv_loop_close(&loop_);

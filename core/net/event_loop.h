@@ -2,6 +2,8 @@
 
 #include <uv.h>
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -48,6 +50,14 @@ class EventLoop {
   /// still waits for the task that resumes it). Off by default. Loop thread only.
   void keepAlive(bool on);
 
+  /// Heartbeat for a watchdog on another thread (core/runtime/watchdog.h): counts the
+  /// loop's turns (bumped before and after each poll). A count that stays the same while
+  /// the loop's thread burns CPU means one callback has not returned: the loop is stuck.
+  /// (I/O callbacks run inside libuv's poll phase, so "between check and prepare" does not
+  /// bracket them: the watchdog tells a thread idle in epoll_wait from a stuck one by its
+  /// CPU time.) Thread-safe (an atomic).
+  uint64_t turns() const { return turns_.load(std::memory_order_relaxed); }
+
   /// Closes the loop's own handles, runs the loop until every handle is closed, and
   /// returns uv_loop_close()'s result (0 when nothing leaked). Idempotent.
   int close();
@@ -55,12 +65,17 @@ class EventLoop {
  private:
   static void onIdleCb(uv_idle_t* h);
   static void onAsyncCb(uv_async_t* h);
+  static void onBeatCb(uv_prepare_t* h);
+  static void onBeatCb(uv_check_t* h);
   void drainDeferred();
   void runPosted();
 
   uv_loop_t loop_{};
   uv_idle_t idle_{};
   uv_async_t async_{};
+  uv_prepare_t prepare_{};  // before poll: ++turns_
+  uv_check_t check_{};      // after poll: ++turns_
+  std::atomic<uint64_t> turns_{0};
   bool closed_ = false;
   std::vector<std::unique_ptr<Deletable>> deferred_;
   std::mutex mu_;

@@ -65,6 +65,12 @@ int Stream::accept(uv_stream_t* server) {
   return rc;
 }
 
+int Stream::open(int fd) {
+  int rc = kind_ == Kind::kTcp ? uv_tcp_open(&h_.tcp, fd) : uv_pipe_open(&h_.pipe, fd);
+  if (rc == 0) last_activity_ = loop_.now();
+  return rc;
+}
+
 int Stream::bindLocal(const Address& local, bool no_port) {
   uv_os_fd_t existing;
   if (kind_ != Kind::kTcp || !local.isIp() || closing_ ||
@@ -239,14 +245,39 @@ void Stream::queueWrite(const char* p, size_t n, Buffer* b, std::string* s) {
   uv_buf_t ub = uv_buf_init(const_cast<char*>(p), static_cast<unsigned>(n));
   int rc = uv_write(&req->req, uv(), &ub, 1, &Stream::onWriteCb);
   if (rc != 0) {
-    // Only fails when the stream is no longer writable (already shut down or broken);
-    // the owner learns it from the read side (EOF/error). Drop the bytes.
+    // Refused at once: no socket (UV_EBADF) or no longer writable (UV_EPIPE). The bytes
+    // cannot go; the owner must hear of it even when it is not reading (it may have
+    // stopped for back-pressure and wait for onStreamDrained), on a later turn.
     delete req;
+    reportLater(rc);
     return;
   }
   ++writes_in_flight_;
   pending_ += n;
   if (pending_ >= high_water_) above_high_ = true;
+}
+
+void Stream::reportLater(int uv_error) {
+  if (closing_ || report_error_ != 0) return;  // closed, or a report is due already
+  report_error_ = uv_error;
+  if (report_ == nullptr) {
+    report_ = std::make_unique<uv_idle_t>();
+    uv_idle_init(loop_.uv(), report_.get());
+    report_->data = this;
+    ++open_handles_;
+  }
+  uv_idle_start(report_.get(), &Stream::onReportCb);
+}
+
+void Stream::onReportCb(uv_idle_t* h) {
+  auto* self = static_cast<Stream*>(h->data);
+  uv_idle_stop(h);
+  int err = self->report_error_;
+  self->report_error_ = 0;
+  if (self->closing_ || self->handler_ == nullptr) return;
+  if (self->filter_ != nullptr && !self->filter_->reported)
+    return self->filterReport(err, std::string("write failed: ") + uv_strerror(err));
+  self->handler_->onStreamError(*self, err);  // may close the stream: last statement
 }
 
 void Stream::wrote(size_t n) {
@@ -351,6 +382,8 @@ void Stream::close() {
   reading_ = false;
   if (filter_ != nullptr)
     uv_close(reinterpret_cast<uv_handle_t*>(&filter_->idle), &Stream::onCloseCb);
+  if (report_ != nullptr)
+    uv_close(reinterpret_cast<uv_handle_t*>(report_.get()), &Stream::onCloseCb);
   uv_close(reinterpret_cast<uv_handle_t*>(uv()), &Stream::onCloseCb);
 }
 
@@ -509,8 +542,10 @@ void Stream::filterWrite(const char* p, size_t n, bool flush) {
     if (!f.reported) f.early.append(p, n);
     return;
   }
-  if (shutdown_started_) return;       // after FIN, as on a plain stream
-  if (!f.filter->write(p, n)) return;  // failed or closed: the read side reports it
+  // After FIN nothing more can go (a plain stream's uv_write fails the same way); a
+  // failed layer encodes nothing. Either way the owner hears it, reading or not.
+  if (shutdown_started_) return reportLater(UV_EPIPE);
+  if (!f.filter->write(p, n)) return reportLater(UV_EPROTO);
   if (flush) filterFlush();
 }
 

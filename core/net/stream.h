@@ -74,6 +74,10 @@ class Stream {
 
   /// Accepts a pending connection from `server` into this stream. 0 or a libuv error.
   int accept(uv_stream_t* server);
+  /// Takes `fd`, a connected socket of this stream's kind (one accept4() returned, see
+  /// Listener), as this fresh stream's socket. Returns 0, or a libuv error: then the fd
+  /// is still the caller's to close. Never calls the handler.
+  [[nodiscard]] int open(int fd);
   /// Binds a TCP stream's local end to `local` before connect(), for `source = ...`
   /// (docs/port-exhaustion.md). Creates the socket for `local`'s family (IPv4/IPv6),
   /// sets SO_REUSEADDR (an explicit port may serve several destinations at once and be
@@ -123,8 +127,13 @@ class Stream {
   void readStop();
   bool reading() const { return reading_; }
 
-  /// Queues bytes for sending. Never reports synchronously: errors arrive later through
-  /// onStreamError. Ownership of the buffer/string passes to the stream.
+  /// Queues bytes for sending. Ownership of the buffer/string passes to the stream.
+  /// Never reports synchronously, and never fails silently: a write libuv refuses at once
+  /// (no socket: UV_EBADF; not writable: UV_EPIPE) or that a failed or closed filter
+  /// cannot encode (UV_EPROTO; UV_EPIPE after shutdown()) reaches onStreamError on a later
+  /// loop turn, whether or not the handler is reading; so does an error of a queued write.
+  /// Failures before that report are covered by it (one report each time one is due).
+  /// close() before the report cancels it.
   void write(Buffer data);
   void write(std::string data);
   /// Queues `head` then `body` (e.g. a serialized HTTP head and the body bytes that came
@@ -172,6 +181,9 @@ class Stream {
   static void onShutdownCb(uv_shutdown_t* req, int status);
   static void onCloseCb(uv_handle_t* h);
   static void onIdleCb(uv_idle_t* h);
+  static void onReportCb(uv_idle_t* h);
+  // A write failed before reaching libuv's queue: onStreamError(uv_error) on a later turn.
+  void reportLater(int uv_error);
   void queueWrite(const char* p, size_t n, Buffer* b, std::string* s);
   void startShutdown();
   // The filter path (stream.cc, "Transport filter").
@@ -211,7 +223,11 @@ class Stream {
   uv_connect_t connect_req_{};
   uv_shutdown_t shutdown_req_{};
   std::unique_ptr<FilterState> filter_;  // null: a plain stream
-  int open_handles_ = 1;                 // the socket, and the filter's idle handle
+  // Delivers a synchronous write failure on a later turn; made on the first one only, so
+  // a stream whose writes never fail carries one null pointer.
+  std::unique_ptr<uv_idle_t> report_;
+  int report_error_ = 0;  // what report_ delivers when it runs; 0: nothing due
+  int open_handles_ = 1;  // the socket, the filter's idle handle, report_
 };
 
 using StreamPtr = std::unique_ptr<Stream, Stream::Closer>;

@@ -136,9 +136,10 @@ const char* scanValue(const char* p, const char* limit) {
 
 // Parses the field lines in [p, end), where `end` points at the CRLF of the empty line
 // that ends the head. Every LF in range is known to follow a CR.
-Refusal parseFields(const char* p, const char* end, HttpHead& head) {
+Refusal parseFields(const char* p, const char* end, size_t max_fields, HttpHead& head) {
   head.headers.reserve(16);
   while (p < end) {
+    if (head.headers.size() == max_fields) return {400, "too many header fields"};
     const char* name = p;
     while (isTchar(*p)) ++p;
     if (*p != ':') {
@@ -222,11 +223,22 @@ ParseResult HeadParser::parse(std::string_view buf, HttpHead& head, Error& err, 
   while (pos < limit) {
     const void* hit = std::memchr(data + pos, '\n', limit - pos);
     if (hit == nullptr) {
+      // A CR with a byte after it that is not LF is bare: refuse it now rather than wait
+      // for an LF that would not make the head valid. A CR in the last byte is looked at
+      // again when the next byte arrives.
+      if (const void* cr = std::memchr(data + pos, '\r', limit - pos)) {
+        size_t at = static_cast<size_t>(static_cast<const char*>(cr) - data);
+        if (at + 1 < limit) return fail(err, 400, "bare CR in head");
+        pos = at;
+        break;
+      }
       pos = limit;
       break;
     }
     size_t lf = static_cast<size_t>(static_cast<const char*>(hit) - data);
     if (lf == line_start_ || data[lf - 1] != '\r') return fail(err, 400, "bare LF in head");
+    if (lf - 1 > pos && std::memchr(data + pos, '\r', lf - 1 - pos) != nullptr)
+      return fail(err, 400, "bare CR in head");
     std::string_view line(data + line_start_, lf - 1 - line_start_);
     pos = lf + 1;
     if (phase_ == Phase::kStartLine) {
@@ -259,7 +271,7 @@ ParseResult HeadParser::parse(std::string_view buf, HttpHead& head, Error& err, 
     Refusal r = request ? parseRequestLine(line, head) : parseStatusLine(line, head);
     if (r.status != 0) return fail(err, r.status, r.reason);  // caller changed old bytes
   }
-  Refusal r = parseFields(data + fields_start_, data + head_len_ - 2, head);
+  Refusal r = parseFields(data + fields_start_, data + head_len_ - 2, max_fields_, head);
   if (r.status != 0) return fail(err, r.status, r.reason);
   return ParseResult::kComplete;
 }

@@ -40,7 +40,8 @@ enum class ParseResult { kIncomplete, kComplete, kError };
 /// detected in input order (bare LF as soon as it arrives, the start line as soon as it
 /// ends, fields when the head is complete).
 ///
-/// Refused with 400: bare LF where CRLF is required, a bare CR, obs-fold (a line
+/// Refused with 400: bare LF where CRLF is required, a bare CR (as soon as the byte after
+/// it arrives, not when the head ends), more than `max_fields` field lines, obs-fold (a line
 /// starting with SP or HTAB), whitespace between a field name and its colon, an empty or
 /// invalid field name (not a token), control characters other than HTAB in values, an
 /// invalid method token, an empty request-target or one with control characters, spaces
@@ -55,7 +56,12 @@ enum class ParseResult { kIncomplete, kComplete, kError };
 /// are skipped (RFC 9112 §2.2); before a status line they are an error.
 class HeadParser {
  public:
-  explicit HeadParser(size_t max_head = 16384) : max_head_(max_head) {}
+  /// `max_head`: bytes looked at for a complete head. `max_fields`: field lines accepted
+  /// (HAProxy's tune.http.maxhdr, 101 by default); one more is refused with 400 ("too many
+  /// header fields"; for a response the proxy answers 502).
+  explicit HeadParser(size_t max_head = 16384, size_t max_fields = kDefaultMaxFields)
+      : max_head_(max_head), max_fields_(max_fields) {}
+  static constexpr size_t kDefaultMaxFields = 101;
   ParseResult parseRequest(std::string_view buf, HttpHead& head, Error& err);
   ParseResult parseResponse(std::string_view buf, HttpHead& head, Error& err);
   size_t headLength() const { return head_len_; }
@@ -67,6 +73,7 @@ class HeadParser {
   ParseResult fail(Error& err, int status, const char* reason);
   bool skipLeadingEmptyLines(std::string_view buf, size_t limit, bool request);
   size_t max_head_;
+  size_t max_fields_;
   Phase phase_ = Phase::kLeading;
   size_t scanned_ = 0;       // bytes known not to contain the end of the head
   size_t line_start_ = 0;    // start of the line being scanned
@@ -95,12 +102,25 @@ struct Framing {
 /// Content-Length that is not 1*DIGIT or exceeds 2^63-1; a Transfer-Encoding where chunked
 /// is present but not the final coding, or is applied twice, or that lists no coding (400);
 /// any other coding than chunked, e.g. "gzip" or "gzip, chunked" (501); Transfer-Encoding
-/// in an HTTP/1.0 request; a missing Host in HTTP/1.1 or several Host fields.
+/// in an HTTP/1.0 request; a missing Host in HTTP/1.1 or several Host fields; a Host that
+/// is not an RFC 3986 reg-name, IPv4 address or IP literal with an optional port ("a/b",
+/// "a, b"; an empty Host is accepted, RFC 9110 §7.2). The request-target (RFC 9112 §3.2)
+/// must be origin-form (starting with "/"), "*" with OPTIONS only, host:port with CONNECT
+/// only, or an absolute http/https URI without userinfo; a fragment ("#") is refused in
+/// every form. For an absolute-form target, Host's value is replaced by the target's
+/// authority (added when absent), a view into the target (§3.2.2: rules, scripts and the
+/// server then see one host); the target itself is forwarded as received.
 /// "Content-Length: 0" gives kContentLength with content_length 0 (a BodyDecoder reset
 /// with it is done at once). Requests never get kUntilClose. `expect_continue` and the
 /// Upgrade part of `upgrade` are only set for HTTP/1.1 (RFC 9110 §10.1.1, §7.8); CONNECT
 /// always sets `upgrade` (the connection becomes a tunnel after a 2xx).
-bool analyzeRequest(const HttpHead& req, Framing& out, Error& err);
+bool analyzeRequest(HttpHead& req, Framing& out, Error& err);
+
+/// True when `a` is host [":" port] per RFC 3986 §3.2.2-§3.2.3: a reg-name (unreserved,
+/// sub-delims, "%HH"), an IPv4 address or a bracketed IP literal, then an optional port of
+/// digits (at most 65535). `require_host`: the host may not be empty; `require_port`: the
+/// port must be present and non-empty (CONNECT's authority-form).
+bool validAuthority(std::string_view a, bool require_host, bool require_port);
 
 /// Computes a response's framing. `request_method` (case-sensitive) decides: "HEAD" means
 /// no body; "CONNECT" with a 2xx means a tunnel (upgrade = true, body kNone, and
@@ -154,6 +174,11 @@ class BodyDecoder {
   const Error& error() const { return error_; }
   /// Payload bytes seen so far (chunk framing excluded).
   uint64_t payloadBytes() const { return payload_; }
+  /// Once done: the trailer fields of a chunked body that may be forwarded, or nullptr when
+  /// there are none. Fields RFC 9110 §6.5.1 forbids in trailers (Transfer-Encoding,
+  /// Content-Length, Host, Trailer, hop-by-hop, authentication, request modifiers, caching
+  /// and payload-processing fields) are dropped. Owned by the decoder until reset().
+  const HttpHead* trailers() const { return has_trailers_ ? &trailers_ : nullptr; }
 
  private:
   enum class Chunk {
@@ -177,6 +202,7 @@ class BodyDecoder {
   bool trailerNameByte(char c);
   bool trailerValueByte(char c);
   bool fail(const char* reason);
+  void takeTrailers();
   BodyKind kind_ = BodyKind::kNone;
   State state_ = State::kDone;
   Chunk chunk_ = Chunk::kSize;
@@ -185,6 +211,9 @@ class BodyDecoder {
   size_t line_len_ = 0;       // guards against endless size/extension/trailer lines
   size_t trailer_bytes_ = 0;  // guards against an endless trailer section
   bool size_digits_ = false;
+  bool has_trailers_ = false;
+  std::string trailer_text_;  // trailer lines seen, "name:value\n" each
+  HttpHead trailers_;
   Error error_;
 };
 

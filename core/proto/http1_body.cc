@@ -23,6 +23,57 @@ unsigned hexValue(char c) {
   return static_cast<unsigned>(c - 'A' + 10);
 }
 
+// RFC 9110 §6.5.1: fields a sender must not put in trailers, as they frame, route,
+// authenticate or modify the message, or are hop-by-hop (§7.6.1). They are dropped.
+bool isForbiddenTrailer(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "transfer-encoding",
+      "content-length",
+      "host",
+      "trailer",
+      "te",
+      "connection",
+      "keep-alive",
+      "proxy-connection",
+      "upgrade",
+      "cache-control",
+      "expect",
+      "max-forwards",
+      "pragma",
+      "range",
+      "if-match",
+      "if-none-match",
+      "if-modified-since",
+      "if-unmodified-since",
+      "if-range",
+      "authorization",
+      "proxy-authorization",
+      "www-authenticate",
+      "proxy-authenticate",
+      "cookie",
+      "set-cookie",
+      "age",
+      "expires",
+      "date",
+      "location",
+      "retry-after",
+      "vary",
+      "warning",
+      "content-encoding",
+      "content-type",
+      "content-range",
+  };
+  for (std::string_view n : kNames)
+    if (n.size() == name.size() && equalsNoCase(n, name)) return true;
+  return false;
+}
+
+std::string_view trimOws(std::string_view s) {
+  while (!s.empty() && isOws(s.front())) s.remove_prefix(1);
+  while (!s.empty() && isOws(s.back())) s.remove_suffix(1);
+  return s;
+}
+
 }  // namespace
 
 void BodyDecoder::reset(BodyKind kind, uint64_t content_length) {
@@ -34,6 +85,9 @@ void BodyDecoder::reset(BodyKind kind, uint64_t content_length) {
   line_len_ = 0;
   trailer_bytes_ = 0;
   size_digits_ = false;
+  trailer_text_.clear();
+  trailers_.clear();
+  has_trailers_ = false;
   error_.status = 400;
   error_.reason.clear();
   if (kind == BodyKind::kContentLength) remaining_ = content_length;
@@ -121,7 +175,10 @@ size_t BodyDecoder::feedChunked(const char* data, size_t len, BodySink* sink) {
         break;
       case Chunk::kLastLf:
         ok = expectByte(c, '\n', Chunk::kLastLf, "missing CRLF after last chunk");
-        if (ok) state_ = State::kDone;
+        if (ok) {
+          state_ = State::kDone;
+          if (!trailer_text_.empty()) takeTrailers();
+        }
         break;
     }
     if (!ok) return i;
@@ -193,8 +250,12 @@ bool BodyDecoder::trailerNameByte(char c) {
     chunk_ = Chunk::kLastLf;
     return true;
   }
-  if (detail::isTchar(c)) return true;
+  if (detail::isTchar(c)) {
+    trailer_text_.push_back(c);
+    return true;
+  }
   if (c == ':' && !line_start) {
+    trailer_text_.push_back(':');
     chunk_ = Chunk::kTrailerValue;
     return true;
   }
@@ -206,11 +267,29 @@ bool BodyDecoder::trailerValueByte(char c) {
   if (++line_len_ > kMaxChunkLine || ++trailer_bytes_ > kMaxTrailerBytes)
     return fail("trailer section too long");
   if (c == '\r') {
+    trailer_text_.push_back('\n');  // ends the line in trailer_text_
     chunk_ = Chunk::kTrailerLf;
     return true;
   }
   if (!detail::isValueChar(c)) return fail("control character in trailer");
+  trailer_text_.push_back(c);
   return true;
+}
+
+// trailer_text_ holds "name:value\n" lines, already validated byte by byte.
+void BodyDecoder::takeTrailers() {
+  std::string_view text = trailer_text_;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    size_t colon = line.find(':');
+    std::string_view name = line.substr(0, colon);
+    if (isForbiddenTrailer(name)) continue;
+    trailers_.add(name, trimOws(line.substr(colon + 1)));
+    has_trailers_ = true;
+  }
+  trailer_text_.clear();
 }
 
 }  // namespace crescent::core::http1

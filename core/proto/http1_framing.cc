@@ -165,13 +165,129 @@ bool persistent(const HttpHead& h, const FieldScan& s) {
   return h.version_minor >= 1 || s.conn_keep_alive;
 }
 
+// RFC 3986 §2.3, §2.2: unreserved and sub-delims, the bytes of a reg-name besides "%HH".
+bool isRegNameChar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '-':
+    case '.':
+    case '_':
+    case '~':  // unreserved
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':  // sub-delims
+    case '*':
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
-bool analyzeRequest(const HttpHead& req, Framing& out, Error& err) {
+bool validAuthority(std::string_view a, bool require_host, bool require_port) {
+  size_t i = 0, n = a.size();
+  if (i < n && a[0] == '[') {
+    // IP-literal: an IPv6 address (hex digits, ':' and a dotted IPv4 tail) or IPvFuture
+    // ("v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )), RFC 3986 §3.2.2.
+    size_t close = a.find(']');
+    if (close == std::string_view::npos || close < 2) return false;
+    for (size_t k = 1; k < close; ++k) {
+      char c = a[k];
+      if (!(detail::isHexDigit(c) || c == ':' || c == '.' || ((c == 'v' || c == 'V') && k == 1) ||
+            isRegNameChar(c)))
+        return false;
+    }
+    i = close + 1;
+  } else {
+    while (i < n && a[i] != ':') {
+      if (a[i] == '%') {
+        if (i + 2 >= n || !detail::isHexDigit(a[i + 1]) || !detail::isHexDigit(a[i + 2]))
+          return false;
+        i += 3;
+        continue;
+      }
+      if (!isRegNameChar(a[i])) return false;
+      ++i;
+    }
+    if (i == 0 && require_host) return false;
+  }
+  if (i == n) return !require_port;
+  if (a[i] != ':') return false;
+  std::string_view port = a.substr(i + 1);  // port = *DIGIT; at most 65535 here
+  if (port.size() > 5 || (require_port && port.empty())) return false;
+  uint32_t v = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint32_t>(c - '0');
+  }
+  return v <= 65535;
+}
+
+namespace {
+
+// The target's form (RFC 9112 §3.2) with the method; for absolute-form, `authority` gets
+// the target's authority.
+bool checkTarget(const HttpHead& req, std::string_view& authority, Error& err) {
+  std::string_view t = req.target;
+  if (t.find('#') != std::string_view::npos) return refuse(err, 400, "fragment in request-target");
+  if (req.method == "CONNECT") {
+    // authority-form, §3.2.3: host ":" port, nothing else.
+    if (!validAuthority(t, true, true)) return refuse(err, 400, "CONNECT needs host:port");
+    return true;
+  }
+  if (!t.empty() && t[0] == '/') return true;  // origin-form, §3.2.1
+  if (t == "*") {                              // asterisk-form, §3.2.4
+    if (req.method != "OPTIONS") return refuse(err, 400, "\"*\" target with another method");
+    return true;
+  }
+  // absolute-form, §3.2.2: only http and https URIs (RFC 9110 §4.2) are proxied.
+  size_t colon = t.find("://");
+  std::string_view scheme = t.substr(0, colon);
+  if (colon == std::string_view::npos ||
+      !(equalsNoCase(scheme, "http") || equalsNoCase(scheme, "https")))
+    return refuse(err, 400, "request-target is not origin-form or an http(s) URI");
+  std::string_view rest = t.substr(colon + 3);
+  size_t end = rest.find_first_of("/?");
+  authority = rest.substr(0, end);
+  // RFC 9110 §4.2.4: userinfo in an http(s) URI is an error; §4.2.1: the host is required.
+  if (authority.find('@') != std::string_view::npos)
+    return refuse(err, 400, "userinfo in request-target");
+  if (!validAuthority(authority, true, false))
+    return refuse(err, 400, "invalid authority in request-target");
+  return true;
+}
+
+}  // namespace
+
+bool analyzeRequest(HttpHead& req, Framing& out, Error& err) {
   out = Framing{};
   FieldScan s = scanFields(req);
   if (s.host > 1) return refuse(err, 400, "several Host fields");
   if (s.host == 0 && req.version_minor >= 1) return refuse(err, 400, "missing Host");
+  std::string_view authority;
+  if (!checkTarget(req, authority, err)) return false;
+  HeaderField* host = nullptr;
+  for (HeaderField& f : req.headers)
+    if (f.name.size() == 4 && equalsNoCase(f.name, "host")) host = &f;
+  // RFC 9110 §7.2: Host = uri-host [ ":" port ], possibly empty.
+  if (host != nullptr && !validAuthority(host->value, false, false))
+    return refuse(err, 400, "invalid Host");
+  if (!authority.empty()) {
+    // RFC 9112 §3.2.2: a proxy replaces Host by the target's authority, so that rules,
+    // scripts and the server all see one host. Both views point into the same buffer.
+    if (host != nullptr)
+      host->value = authority;
+    else
+      req.headers.push_back({"Host", authority});
+  }
   if (s.has_te && req.version_minor == 0)
     return refuse(err, 400, "Transfer-Encoding in an HTTP/1.0 request");
   if (!bodyFraming(s, out, err)) return false;

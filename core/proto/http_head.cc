@@ -1,16 +1,39 @@
 #include "core/proto/http_head.h"
 
+#include <cstdint>
+#include <cstring>
+
 #include <algorithm>
 
 namespace crescent::core {
 
 bool equalsNoCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
-    if (x >= 'A' && x <= 'Z') x += 32;
-    if (y >= 'A' && y <= 'Z') y += 32;
-    if (x != y) return false;
+  size_t n = a.size();
+  if (n != b.size()) return false;
+  const char* x = a.data();
+  const char* y = b.data();
+  // Eight bytes at a time: equal words, or words that differ only in bit 0x20 of bytes
+  // that are letters in both (then they are equal ignoring case).
+  constexpr uint64_t kCase = 0x2020202020202020ULL;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t u, v;
+    std::memcpy(&u, x + i, 8);
+    std::memcpy(&v, y + i, 8);
+    uint64_t d = u ^ v;
+    if (d == 0) continue;
+    if ((d & ~kCase) != 0) return false;
+    for (size_t k = i; k < i + 8; ++k) {
+      unsigned char c = static_cast<unsigned char>(x[k]) | 0x20;
+      if (x[k] != y[k] && (c < 'a' || c > 'z')) return false;
+    }
+  }
+  for (; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(x[i]), d = static_cast<unsigned char>(y[i]);
+    if (c == d) continue;
+    if ((c ^ d) != 0x20) return false;
+    c |= 0x20;
+    if (c < 'a' || c > 'z') return false;
   }
   return true;
 }
@@ -67,8 +90,8 @@ size_t HttpHead::remove(std::string_view name) {
 }
 
 std::string_view HttpHead::own(std::string_view s) {
-  storage_.emplace_back(s);
-  return storage_.back();
+  storage_.emplace_front(s);
+  return storage_.front();
 }
 
 void HttpHead::clear() {

@@ -1,7 +1,7 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <forward_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,7 +57,9 @@ class HttpHead {
   void clear();
 
  private:
-  std::deque<std::string> storage_;
+  // Nodes never move, so views into them stay valid; an empty list allocates nothing
+  // (a std::deque allocates its map and a 512-byte node even when empty: per request).
+  std::forward_list<std::string> storage_;
 };
 
 /// ASCII case-insensitive equality (header names, tokens).

@@ -84,19 +84,22 @@ bool sameStat(const FileFingerprint& a, const FileFingerprint& b) {
          a.ctime_ns == b.ctime_ns && a.inode == b.inode && a.device == b.device;
 }
 
+// 64-bit FNV-1a.
+constexpr uint64_t kFnvOffset = 14695981039346656037ull;
+constexpr uint64_t fnvStep(uint64_t h, unsigned char c) {
+  return (h ^ c) * 1099511628211ull;
+}
+
 // Reads the open file to its end, hashing it (64-bit FNV-1a). False on a read error.
 bool hashFd(int fd, uint64_t& hash) {
-  uint64_t h = 14695981039346656037ull;
+  uint64_t h = kFnvOffset;
   char buf[65536];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return false;
     if (n == 0) break;
-    for (ssize_t i = 0; i < n; ++i) {
-      h ^= static_cast<unsigned char>(buf[i]);
-      h *= 1099511628211ull;
-    }
+    for (ssize_t i = 0; i < n; ++i) h = fnvStep(h, static_cast<unsigned char>(buf[i]));
   }
   hash = h;
   return true;
@@ -129,6 +132,19 @@ FileFingerprint fingerprint(const std::string& path, const FileFingerprint* base
   if (::fstat(fd, &st) == 0) fillStat(fp, st);
   fp.readable = hashFd(fd, fp.hash);
   ::close(fd);
+  return fp;
+}
+
+// The baseline for content known without reading the file (it has no stat data, so the
+// first check reads the file).
+FileFingerprint textFingerprint(const std::string& text) {
+  FileFingerprint fp;
+  fp.exists = true;
+  fp.readable = true;
+  fp.size = text.size();
+  uint64_t h = kFnvOffset;
+  for (char c : text) h = fnvStep(h, static_cast<unsigned char>(c));
+  fp.hash = h;
   return fp;
 }
 
@@ -217,7 +233,7 @@ FileWatch::~FileWatch() {
   close();
 }
 
-Result<std::unique_ptr<FileWatch>> FileWatch::start(uv_loop_t* loop, std::vector<std::string> files,
+Result<std::unique_ptr<FileWatch>> FileWatch::start(uv_loop_t* loop, std::vector<WatchedFile> files,
                                                     uint64_t debounce_ms,
                                                     std::function<void()> changed) {
   std::unique_ptr<FileWatch> w(new FileWatch(loop, debounce_ms, std::move(changed)));
@@ -229,13 +245,19 @@ Result<std::unique_ptr<FileWatch>> FileWatch::start(uv_loop_t* loop, std::vector
   return w;
 }
 
-Status FileWatch::setFiles(std::vector<std::string> files) {
+Status FileWatch::setFiles(std::vector<WatchedFile> files) {
   if (closed_) return Status::error("file watch: setFiles after close");
   std::map<std::string, FileFingerprint> next;
   std::vector<std::string> fresh;
-  for (const std::string& f : files) {
-    std::string path = normalize(f);
+  std::vector<std::string> given;  // baselines from a loaded text: compared below
+  for (WatchedFile& f : files) {
+    std::string path = normalize(f.path);
     if (next.count(path) != 0) continue;
+    if (f.loaded) {
+      next[path] = textFingerprint(*f.loaded);
+      given.push_back(path);
+      continue;
+    }
     auto old = files_.find(path);
     if (old != files_.end()) {
       next[path] = old->second;
@@ -248,6 +270,12 @@ Status FileWatch::setFiles(std::vector<std::string> files) {
   Status st = syncWatches();
   // Baselines after the watches: a write from now on is an event, none is lost.
   for (const std::string& path : fresh) files_[path] = fingerprint(path, nullptr);
+  for (const std::string& path : given) {
+    if (fingerprint(path, nullptr).sameContent(files_[path])) continue;
+    logInfo("file watch: \"{}\" differs from the text that was loaded", path);
+    uv_timer_start(&timer_->h, &TimerHandle::onTimerCb, debounce_ms_, 0);
+    break;
+  }
   return st;
 }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -30,6 +31,16 @@ struct FileFingerprint {
   /// Same content, as far as a reload is concerned: both absent, or both readable with
   /// the same hash and size.
   bool sameContent(const FileFingerprint& o) const;
+};
+
+/// A file to watch, and the content its watcher acts on: for the config watch, the text the
+/// running generation was loaded from. Without `loaded`, what the file holds when the watch
+/// takes it is the baseline.
+struct WatchedFile {
+  WatchedFile(std::string p) : path(std::move(p)) {}  // NOLINT: a bare path is a file
+  WatchedFile(std::string p, std::string text) : path(std::move(p)), loaded(std::move(text)) {}
+  std::string path;
+  std::optional<std::string> loaded;
 };
 
 /// Watches files (the config script and the modules it requires) and calls `changed` once
@@ -57,6 +68,11 @@ struct FileFingerprint {
 /// whose hash differs is a change. After a check every file's fingerprint becomes the
 /// new baseline, then `changed` runs.
 ///
+/// One baseline: a file given with its `loaded` text is compared with that text, not with
+/// what the file held when the watch took it. A write that lands between the caller's read
+/// and start()/setFiles() is therefore a change, found at once (the debounce timer starts),
+/// and the events of the same write only restart that timer: one burst, one `changed`.
+///
 /// Lifetime (DESIGN §2): the uv handles are heap-allocated holders that free themselves in
 /// their close callbacks, so the FileWatch may be destroyed right after close() (the
 /// destructor calls it). The handles keep the loop alive until then: close it when the
@@ -68,6 +84,7 @@ class FileWatch {
  public:
   /// Watches `files` (paths, absolute or relative to the working directory; duplicates
   /// are ignored; a file may be missing, then its appearance is a change) on `loop`.
+  /// A file whose content already differs from its `loaded` text starts the debounce.
   /// Directories are watched by their real path (directories() lists them).
   /// `debounce_ms`: quiet time after the last event before the check (0 = next loop turn).
   /// `changed` is called on the loop's thread; it may call setFiles(), close() or destroy
@@ -75,20 +92,21 @@ class FileWatch {
   /// Errors: a directory that cannot be watched (permission, or the inotify limit
   /// fs.inotify.max_user_watches), naming the directory and the reason; nothing is left
   /// running then (the handles close on the next loop turn).
-  static Result<std::unique_ptr<FileWatch>> start(uv_loop_t* loop, std::vector<std::string> files,
+  static Result<std::unique_ptr<FileWatch>> start(uv_loop_t* loop, std::vector<WatchedFile> files,
                                                   uint64_t debounce_ms,
                                                   std::function<void()> changed);
   ~FileWatch();
   FileWatch(const FileWatch&) = delete;
   FileWatch& operator=(const FileWatch&) = delete;
 
-  /// Replaces the watched set (after a reload that required other modules). A file that
-  /// was already watched keeps its baseline (the content seen by the last check, which a
-  /// reload triggered by `changed` read or is older than), so a write that lands between
-  /// that check and this call is still reported; a new file takes its current content as
-  /// baseline. Safe to call from inside `changed`. Errors as start(); the files whose
+  /// Replaces the watched set (after a reload, with the texts the new generation was
+  /// loaded from). A file given with `loaded` takes that text as its baseline; one without
+  /// it keeps its baseline if it was watched already (the content seen by the last check),
+  /// or takes its current content. A file whose content differs from its new baseline
+  /// starts the debounce, so a write that landed while the caller loaded is reported
+  /// once. Safe to call from inside `changed`. Errors as start(); the files whose
   /// directories could be watched are watched anyway. After close(): an error.
-  Status setFiles(std::vector<std::string> files);
+  Status setFiles(std::vector<WatchedFile> files);
 
   /// Closes its handles; no callback runs afterwards. Idempotent.
   void close();

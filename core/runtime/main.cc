@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
   core::ProcessOptions popt;
   popt.old_pids = opt.old_pids;
   popt.terminate_old = opt.terminate_old;
+  popt.upgrade = !opt.upgrade_socket.empty() || !opt.old_pids.empty();
   if (!opt.upgrade_socket.empty()) {
     auto socks = core::fetchListeners(opt.upgrade_socket);
     if (!socks.ok()) {

@@ -1,6 +1,8 @@
 #include "core/runtime/process.h"
 
+#include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -9,17 +11,59 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <thread>
 
 #include "core/base/log.h"
+#include "core/runtime/fd_limit.h"
 #include "core/runtime/file_watch.h"
 #include "core/session/generation.h"
 
 namespace crescent::core {
 namespace {
+
+// Refuses `addr` when a live socket of another process listens on it. Our listening
+// sockets set SO_REUSEPORT (core/net/listener.cc), so binding next to another crescent
+// (or anything else with SO_REUSEPORT, same user) would succeed and split the traffic.
+// TCP: a probe socket bound without SO_REUSEPORT fails with EADDRINUSE when any socket
+// listens there (a TIME_WAIT leftover does not count: SO_REUSEADDR). UNIX: a connect that
+// succeeds means a live listener (a stale file is refused and removed later). Port 0
+// cannot be in use.
+Status refuseAddressInUse(const Address& addr) {
+  if (addr.isIp()) {
+    if (addr.port() == 0) return Status();
+    int fd = ::socket(addr.sockaddrPtr()->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Status();  // the real bind reports the problem
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (addr.sockaddrPtr()->sa_family == AF_INET6)
+      ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    bool in_use = ::bind(fd, addr.sockaddrPtr(), addr.sockaddrLen()) != 0 && errno == EADDRINUSE;
+    ::close(fd);
+    if (in_use) return Status::error("address in use by another process");
+    return Status();
+  }
+  if (addr.isUnix()) {
+    std::string path = addr.unixPath();
+    if (path.empty()) return Status();
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Status();
+    bool alive = ::connect(fd, addr.sockaddrPtr(), addr.sockaddrLen()) == 0;
+    ::close(fd);
+    if (alive) return Status::error("address in use by another process");
+  }
+  return Status();
+}
+
+Watchdog::OnStuck onStuckOf(const GlobalConfig& g) {
+  return g.on_stuck == GlobalConfig::OnStuck::kLog ? Watchdog::OnStuck::kLog
+                                                   : Watchdog::OnStuck::kAbort;
+}
 
 // `bind { "unix:/path", mode = "0660", user = "u", group = "g" }`: permissions and owner
 // of a UNIX socket file (not for abstract names, which have none).
@@ -68,6 +112,48 @@ void unlinkUnixPath(const ListenSocket& s) {
   if (!path.empty() && path[0] != '@') ::unlink(path.c_str());
 }
 
+// A listening socket that still listens (SO_ACCEPTCONN): not one that was shut down.
+bool stillListening(int fd) {
+  int on = 0;
+  socklen_t len = sizeof(on);
+  return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on != 0;
+}
+
+// Raises RLIMIT_NOFILE to what `cfg` needs (HAProxy's maxsock), and says so when the hard
+// limit is too low. Returns the process-wide connection limit to apply: `cfg`'s
+// global.maxconn, lowered (when the hard limit is too low) to the connections the fds
+// allow, two each, after those in use now and those the workers will open: beyond that, a
+// session's server connection would find no fd and fail. The connections above it wait
+// in the kernel's queue, as with maxconn; accept pauses (Listener) cover the fds used
+// otherwise.
+int sizeFdLimit(const Config& cfg, int threads) {
+  FdLimit fl = raiseFdLimit(fdsNeeded(cfg, threads));
+  if (fl.soft > fl.before)
+    logInfo("RLIMIT_NOFILE soft limit raised from {} to {} (hard limit {})", fl.before, fl.soft,
+            fl.hard);
+  int maxconn = cfg.global.maxconn;
+  if (!fl.enough) {
+    uint64_t listeners = 0;
+    for (const FrontendConfig& fe : cfg.frontends) listeners += fe.binds.size();
+    int probe = ::fcntl(0, F_DUPFD_CLOEXEC, 0);  // the lowest free fd: all below are in use
+    if (probe >= 0) ::close(probe);
+    uint64_t in_use = probe > 0 ? static_cast<uint64_t>(probe) : 16;
+    uint64_t base = in_use + listeners * static_cast<uint64_t>(threads) +
+                    4 * static_cast<uint64_t>(threads) + 16;
+    int cap = fl.soft > base + 2 ? static_cast<int>((fl.soft - base) / 2) : 1;
+    if (maxconn <= 0 || cap < maxconn) maxconn = cap;
+    logWarning(
+        "RLIMIT_NOFILE: maxconn needs about {} fds but the hard limit is {}: raise it (ulimit "
+        "-n, systemd LimitNOFILE=); until then at most {} connections are served at once and "
+        "the others wait in the kernel's queue",
+        fl.needed, fl.hard, maxconn);
+  } else if (fl.error != 0) {
+    logWarning("RLIMIT_NOFILE: cannot raise the soft limit from {}: {}", fl.before,
+               std::strerror(fl.error));
+  }
+  return maxconn;
+}
+
 constexpr uint64_t kTickMs = 100;
 // Quiet time after a file event before the reload (editors write in several steps).
 constexpr uint64_t kWatchDebounceMs = 200;
@@ -80,6 +166,8 @@ Process::Process(std::string path, ConfigLoader& loader, ProcessOptions options)
 }
 
 Process::~Process() {
+  disarmStopGuard();
+  watchdog_.stop();
   closeListeners(false);
   for (auto& [key, fd] : inherited_) ::close(fd);
   inherited_.clear();
@@ -88,6 +176,18 @@ Process::~Process() {
 Status Process::matchListeners(const Config& cfg, std::vector<ListenSocket>& out,
                                std::vector<int>& opened) {
   std::vector<std::string> keys = bindKeys(cfg);
+  // A plain start (not a binary upgrade) owns its addresses alone. Probed before any is
+  // opened, so that two binds of one config on the same address do not see each other.
+  if (!started_ && !options_.upgrade) {
+    for (const FrontendConfig& fe : cfg.frontends) {
+      for (const BindConfig& b : fe.binds) {
+        if (Status st = refuseAddressInUse(b.address); !st.ok()) {
+          return Status::error(fmt::format("{}:{}: frontend \"{}\": bind {}: {}", cfg.path, b.line,
+                                           fe.name, b.text, st.message()));
+        }
+      }
+    }
+  }
   size_t k = 0;
   for (size_t i = 0; i < cfg.frontends.size(); ++i) {
     const FrontendConfig& fe = cfg.frontends[i];
@@ -100,6 +200,12 @@ Status Process::matchListeners(const Config& cfg, std::vector<ListenSocket>& out
       s.unix_socket = b.address.isUnix();
       auto kept = std::find_if(sockets_.begin(), sockets_.end(),
                                [&](const ListenSocket& x) { return x.key == s.key; });
+      if (kept != sockets_.end() && !stillListening(kept->fd)) {
+        // Something shut it down: open the bind again (the old fd is closed at commit).
+        logWarning("{}:{}: frontend \"{}\": bind {}: its socket no longer listens: opened again",
+                   cfg.path, b.line, fe.name, b.text);
+        kept = sockets_.end();
+      }
       if (kept != sockets_.end()) {
         s.fd = kept->fd;  // the very socket: its accept queue goes on
         s.address = kept->address;
@@ -154,8 +260,6 @@ int Process::run(LoadedConfig first) {
   }
   uv_timer_init(&loop, &tick_);
   tick_.data = this;
-  uv_timer_init(&loop, &recheck_);
-  recheck_.data = this;
   started_ms_ = monotonicMs();
   int rc = startAndServe(std::move(first));
   closeMainHandles();  // whatever is still open (startup failure)
@@ -170,10 +274,8 @@ void Process::closeMainHandles() {
     auto* h = reinterpret_cast<uv_handle_t*>(&sig);
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   }
-  for (uv_timer_t* timer : {&tick_, &recheck_}) {
-    auto* t = reinterpret_cast<uv_handle_t*>(timer);
-    if (!uv_is_closing(t)) uv_close(t, nullptr);
-  }
+  auto* tick = reinterpret_cast<uv_handle_t*>(&tick_);
+  if (!uv_is_closing(tick)) uv_close(tick, nullptr);
   if (api_) api_->close();
   for (auto& api : retiring_api_) api->close();
   if (watch_) watch_->close();
@@ -197,6 +299,7 @@ int Process::startAndServe(LoadedConfig first) {
   inherited_.clear();
   threads_ = cfg.global.threads;
   if (threads_ <= 0) threads_ = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  counters_.maxconn = sizeFdLimit(cfg, threads_);
   current_ = std::make_shared<Generation>(next_gen_id_++, first.config, first.tls);
   // Every Worker exists before any starts, so the list that wake_all reads from worker
   // threads never changes while they run.
@@ -209,6 +312,7 @@ int Process::startAndServe(LoadedConfig first) {
     stopHealthChecks();
     for (auto& x : workers_) x->stop();
     for (auto& x : workers_) x->join();
+    watchdog_.stop();
     workers_.clear();
     current_.reset();
     closeListeners(true);
@@ -221,6 +325,12 @@ int Process::startAndServe(LoadedConfig first) {
         w->start(std::make_shared<WorkerGeneration>(current_, std::move(*runner)), sockets_);
     if (!st.ok()) return fail(st.message());
   }
+  {
+    std::vector<Watchdog::Watched> watched;
+    for (auto& w : workers_)
+      watched.push_back({w->workerId(), &w->watchedLoop(), w->nativeThread(), &w->runningSlot()});
+    watchdog_.start(std::move(watched), cfg.global.watchdog_ms, onStuckOf(cfg.global));
+  }
   if (first.main_runner) first.main_runner->attach(*current_);
   if (Status st = startHealthChecks(*current_, std::move(first.main_runner)); !st.ok())
     return fail(st.message());
@@ -229,6 +339,7 @@ int Process::startAndServe(LoadedConfig first) {
   std::string binds, backends;
   for (const auto& s : sockets_) binds += " " + s.address.toString();
   for (const auto& b : cfg.backends) backends += " " + b.name;
+  started_ = true;
   logInfo("ready: {} thread{}, binds{}, backends{}", threads_, threads_ == 1 ? "" : "s", binds,
           backends.empty() ? " (none)" : backends);
   if (options_.on_ready) options_.on_ready();
@@ -247,6 +358,8 @@ int Process::startAndServe(LoadedConfig first) {
 
   stopHealthChecks();  // before the workers end and the generations go
   for (auto& w : workers_) w->join();
+  disarmStopGuard();
+  watchdog_.stop();
   workers_.clear();
   current_.reset();
   retired_.clear();
@@ -337,16 +450,22 @@ Status Process::reload(const char* reason) {
   // Commit: nothing below fails.
   ++next_gen_id_;
   ++reloads_;
-  counters_.maxconn = cfg.global.maxconn;
-  stopHealthChecks();  // it borrows the old generation's backends
+  counters_.maxconn = sizeFdLimit(cfg, threads_);  // a higher maxconn needs more fds
+  stopHealthChecks();                              // it borrows the old generation's backends
   for (size_t i = 0; i < workers_.size(); ++i) workers_[i]->install(wgs[i], next);
   wgs.clear();
   size_t kept = 0, closed = 0;
   for (ListenSocket& s : sockets_) {
     bool still = std::any_of(next.begin(), next.end(),
                              [&](const ListenSocket& x) { return x.key == s.key; });
-    if (still) {
+    bool same =
+        std::any_of(next.begin(), next.end(), [&](const ListenSocket& x) { return x.fd == s.fd; });
+    if (same) {
       ++kept;
+      continue;
+    }
+    if (still) {  // opened again (it had stopped listening): its path is the new one's
+      ::close(s.fd);
       continue;
     }
     ++closed;
@@ -368,6 +487,7 @@ Status Process::reload(const char* reason) {
   if (cfg.global.hard_stop_after > 0) r.deadline_ms = r.retired_ms + cfg.global.hard_stop_after;
   retired_.push_back(std::move(r));
   current_ = gen;
+  watchdog_.setPolicy(cfg.global.watchdog_ms, onStuckOf(cfg.global));
   if (Status st = startHealthChecks(*current_, std::move(loaded->main_runner)); !st.ok())
     logError("reload: {}", st.message());
   startWatch(cfg);
@@ -479,13 +599,48 @@ void Process::softStop(const char* why) {
   if (watch_) watch_->close();
   uint64_t hsa = current_ ? current_->config().global.hard_stop_after : 0;
   if (hsa > 0) drain_deadline_ms_ = monotonicMs() + hsa;
+  armStopGuard();
   ensureTicking();
+}
+
+void Process::armStopGuard() {
+  uint64_t hsa = current_ ? current_->config().global.hard_stop_after : 0;
+  if (hsa == 0 || stop_guard_.joinable()) return;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(hsa + 500);
+  stop_guard_ = std::thread([this, deadline, hsa] {
+    std::unique_lock<std::mutex> lock(stop_mu_);
+    if (stop_cv_.wait_until(lock, deadline, [this] { return workers_ended_; })) return;
+    // workers_ does not change while the main thread waits in join() (startAndServe).
+    std::string stuck;
+    for (auto& w : workers_) {
+      std::string running = w->runningSlot().describe();
+      stuck += fmt::format(" worker {}{}", w->workerId(),
+                           running.empty() ? std::string() : " (running " + running + ")");
+    }
+    logError(
+        "hard_stop_after ({} ms) reached and the workers have not all stopped:{}; "
+        "exiting now",
+        hsa, stuck);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(1);
+  });
+}
+
+void Process::disarmStopGuard() {
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    workers_ended_ = true;
+  }
+  stop_cv_.notify_all();
+  if (stop_guard_.joinable()) stop_guard_.join();
 }
 
 void Process::hardStop(const char* why) {
   if (stopping_) return;
   stopping_ = true;
   if (why != nullptr) logInfo("{}: stopping", why);
+  armStopGuard();
   // No server changes state while the workers stop.
   stopHealthChecks();
   for (auto& w : workers_) w->stop();
@@ -579,43 +734,29 @@ void Process::startWatch(const Config& cfg) {
     watch_.reset();
     return;
   }
-  std::vector<std::string> files{path_};
-  files.insert(files.end(), cfg.files.begin(), cfg.files.end());
+  // One baseline: the texts this generation was loaded from. A write that landed while it
+  // loaded differs from them, and the watch reloads once for it.
+  std::vector<WatchedFile> files{WatchedFile(path_, cfg.script)};
+  for (size_t i = 0; i < cfg.files.size(); ++i) {
+    if (i < cfg.file_texts.size())
+      files.emplace_back(cfg.files[i], cfg.file_texts[i]);
+    else
+      files.emplace_back(cfg.files[i]);
+  }
   if (watch_) {
-    if (Status st = watch_->setFiles(files); !st.ok()) logWarning("watch: {}", st.message());
-  } else {
-    auto w = FileWatch::start(loop_, files, kWatchDebounceMs, [this] {
-      if (stopping_ || draining_) return;
-      (void)reload("file changed");
-    });
-    if (!w.ok()) {
-      logWarning("watch: {}", w.message());
-      return;
-    }
-    watch_ = std::move(*w);
+    if (Status st = watch_->setFiles(std::move(files)); !st.ok())
+      logWarning("watch: {}", st.message());
+    return;
   }
-  // The watch compares against what the files hold now; an edit made after the script
-  // was read (while the workers started, or during the reload) would never show. Compare
-  // with what this generation runs instead, and reload if the files moved on.
-  auto differs = [](const std::string& file, const std::string& text) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return true;
-    std::string now((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return now != text;
-  };
-  bool changed = differs(path_, cfg.script);
-  for (size_t i = 0; !changed && i < cfg.files.size() && i < cfg.file_texts.size(); ++i)
-    changed = differs(cfg.files[i], cfg.file_texts[i]);
-  if (changed) {
-    logInfo("watch: a file changed while the configuration was loading: reloading");
-    uv_timer_start(&recheck_, &Process::onRecheck, kWatchDebounceMs, 0);
+  auto w = FileWatch::start(loop_, std::move(files), kWatchDebounceMs, [this] {
+    if (stopping_ || draining_) return;
+    (void)reload("file changed");
+  });
+  if (!w.ok()) {
+    logWarning("watch: {}", w.message());
+    return;
   }
-}
-
-void Process::onRecheck(uv_timer_t* t) {
-  auto* self = static_cast<Process*>(t->data);
-  if (self->stopping_ || self->draining_) return;
-  (void)self->reload("file changed");
+  watch_ = std::move(*w);
 }
 
 }  // namespace crescent::core

@@ -1,17 +1,21 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "core/backend/health_check.h"
 #include "core/config/config.h"
 #include "core/runtime/config_loader.h"
 #include "core/runtime/runtime_api.h"
+#include "core/runtime/watchdog.h"
 #include "core/runtime/worker.h"
 
 namespace crescent::core {
@@ -27,6 +31,11 @@ struct ProcessOptions {
   /// they drain) or, with `terminate_old`, SIGTERM.
   std::vector<int> old_pids;
   bool terminate_old = false;
+  /// `-x`, `-sf` or `-st` given: a binary upgrade, whose binds may already listen in the
+  /// old process. Without it, a start refuses a bind address another process listens on
+  /// (`address in use by another process`), instead of splitting traffic with it through
+  /// SO_REUSEPORT.
+  bool upgrade = false;
   /// Called once the process serves (before old processes are signalled), e.g. to write
   /// the pidfile: a process that fails to start never touches it.
   std::function<void()> on_ready;
@@ -93,8 +102,15 @@ class Process {
   void softStop(const char* why);
   void hardStop(const char* why);
   void closeMainHandles();
+  /// hard_stop_after for the stop itself (SIGTERM, soft stop, -sf): at the first stop, a
+  /// thread that ends the process (exit code 1, a log line naming the workers that did not
+  /// stop and what they run) if the workers have not all ended by hard_stop_after + 0.5 s,
+  /// e.g. one stuck in a C call (the main thread would wait in join() for ever).
+  void armStopGuard();
+  void disarmStopGuard();
   int liveGenerations();
   std::string showGenerations();
+  std::string showScriptStats();
   std::string showInfo();
   /// `show servers state [backend]`; empty `backend`: every backend.
   std::string showServers(std::string_view backend = {});
@@ -103,7 +119,6 @@ class Process {
   std::string setServer(const std::vector<std::string_view>& words);
   static void onSignal(uv_signal_t* h, int signum);
   static void onTick(uv_timer_t* t);
-  static void onRecheck(uv_timer_t* t);
 
   std::string path_;
   ConfigLoader& loader_;
@@ -130,9 +145,14 @@ class Process {
   uint64_t drain_deadline_ms_ = 0;
   bool ticking_ = false;
   bool in_reload_ = false;
+  bool started_ = false;  // the first generation serves (later binds come from reloads)
   uv_loop_t* loop_ = nullptr;
   uv_timer_t tick_{};
-  uv_timer_t recheck_{};  // a reload for files that changed while they were being loaded
+  Watchdog watchdog_;
+  std::thread stop_guard_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool workers_ended_ = false;  // guarded by stop_mu_
   static constexpr int kSignals = 7;
   uv_signal_t signals_[kSignals]{};
 };

@@ -1,7 +1,9 @@
 // The runtime API's command set (docs/reload.md, "The runtime API"): Process::command()
 // and the `show` / `set server` commands it answers. The transport is RuntimeApi
 // (runtime_api.h); the process's own life (reload, stop, signals) is in process.cc.
+#include <sys/resource.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <chrono>
 #include <future>
@@ -10,7 +12,9 @@
 #include <vector>
 
 #include "core/base/log.h"
+#include "core/runtime/fd_limit.h"
 #include "core/runtime/process.h"
+#include "core/session/body_budget.h"
 #include "core/session/generation.h"
 
 namespace crescent::core {
@@ -78,26 +82,80 @@ std::string Process::command(std::string_view line) {
 
 std::string Process::showInfo() {
   uint64_t now = monotonicMs();
+  uint64_t pauses = 0, errors = 0, lost = 0;
+  for (auto& w : workers_) {
+    pauses += w->acceptPauses();
+    errors += w->acceptErrors();
+    lost += w->listenersLost();
+  }
+  rlimit rl{};
+  uint64_t ulimit = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0;
+  uint64_t maxsock = current_ ? fdsNeeded(current_->config(), threads_) : 0;
   return fmt::format(
-      "Name: crescent\n"
-      "Pid: {}\n"
-      "Uptime_sec: {}\n"
-      "Threads: {}\n"
-      "Generation: {}\n"
-      "Generations: {}\n"
-      "Reloads: {}\n"
-      "ReloadFailures: {}\n"
-      "CurrConns: {}\n"
-      "CumConns: {}\n"
-      "Maxconn: {}\n"
-      "HardStoppedSessions: {}\n"
-      "Stopping: {}\n",
-      ::getpid(), (now - started_ms_) / 1000, threads_, current_ ? current_->id() : 0,
-      liveGenerations(), reloads_, reload_failures_,
-      counters_.actconn.load(std::memory_order_relaxed),
-      counters_.cumconn.load(std::memory_order_relaxed),
-      counters_.maxconn.load(std::memory_order_relaxed),
-      hard_stopped_.load(std::memory_order_relaxed), draining_ || stopping_ ? 1 : 0);
+             "Name: crescent\n"
+             "Pid: {}\n"
+             "Uptime_sec: {}\n"
+             "Threads: {}\n"
+             "Generation: {}\n"
+             "Generations: {}\n"
+             "Reloads: {}\n"
+             "ReloadFailures: {}\n"
+             "CurrConns: {}\n"
+             "CumConns: {}\n"
+             "Maxconn: {}\n"
+             "HardStoppedSessions: {}\n"
+             "BufferedBodyBytes: {}\n"
+             "BodyBudgetRefusals: {}\n"
+             "Stopping: {}\n"
+             "Ulimit-n: {}\n"
+             "Maxsock: {}\n"
+             "AcceptPauses: {}\n"
+             "AcceptErrors: {}\n"
+             "ListenersLost: {}\n",
+             ::getpid(), (now - started_ms_) / 1000, threads_, current_ ? current_->id() : 0,
+             liveGenerations(), reloads_, reload_failures_,
+             counters_.actconn.load(std::memory_order_relaxed),
+             counters_.cumconn.load(std::memory_order_relaxed),
+             counters_.maxconn.load(std::memory_order_relaxed),
+             hard_stopped_.load(std::memory_order_relaxed), BodyBudget::process().used(),
+             BodyBudget::process().refusals(), draining_ || stopping_ ? 1 : 0, ulimit, maxsock,
+             pauses, errors, lost) +
+         showScriptStats();
+}
+
+// The Lua states' counters: totals over the workers (coroutines, waits, timers, sockets
+// left by scripts are seen here), then each worker's memory and Lua running time.
+std::string Process::showScriptStats() {
+  ScriptStats total;
+  std::string per_worker;
+  for (auto& w : workers_) {
+    auto done = std::make_shared<std::promise<ScriptStats>>();
+    auto fut = done->get_future();
+    w->scriptStats([done](ScriptStats s) { done->set_value(s); });
+    if (fut.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+      per_worker += fmt::format("Worker{}_Busy: 1\n", w->workerId());
+      continue;
+    }
+    ScriptStats s = fut.get();
+    total.coroutines += s.coroutines;
+    total.waiting += s.waiting;
+    total.timers += s.timers;
+    total.sockets += s.sockets;
+    total.memory_bytes += s.memory_bytes;
+    total.run_us += s.run_us;
+    total.memory_limit_hits += s.memory_limit_hits;
+    total.memory_limit = std::max(total.memory_limit, s.memory_limit);
+    per_worker += fmt::format(
+        "Worker{0}_LuaMemKB: {1}\nWorker{0}_LuaRunMs: {2}\nWorker{0}_LuaMemLimitHits: {3}\n",
+        w->workerId(), s.memory_bytes / 1024, s.run_us / 1000, s.memory_limit_hits);
+  }
+  return fmt::format(
+             "LuaCoroutines: {}\nLuaWaiting: {}\nLuaTimers: {}\nLuaSockets: {}\n"
+             "LuaMemKB: {}\nLuaRunMs: {}\nLuaMemLimitKB: {}\nLuaMemLimitHits: {}\n",
+             total.coroutines, total.waiting, total.timers, total.sockets,
+             total.memory_bytes / 1024, total.run_us / 1000, total.memory_limit / 1024,
+             total.memory_limit_hits) +
+         per_worker;
 }
 
 std::string Process::showGenerations() {

@@ -25,6 +25,7 @@ Status Worker::start(std::shared_ptr<WorkerGeneration> wg,
   std::promise<Status> ready;
   auto fut = ready.get_future();
   thread_ = std::thread([this, wg, sockets, &ready]() mutable {
+    RunningSlot::setCurrent(&slot_);  // the Lua side records its calls here (watchdog)
     Status st = setUp(std::move(wg), sockets);
     bool ok = st.ok();
     ready.set_value(std::move(st));
@@ -42,6 +43,7 @@ Status Worker::start(std::shared_ptr<WorkerGeneration> wg,
 Status Worker::setUp(std::shared_ptr<WorkerGeneration> wg,
                      const std::vector<ListenSocket>& sockets) {
   current_ = std::move(wg);
+  adopt(current_, nullptr);
   const Config& cfg = current_->config();
   // Until stop(): a worker with no listener (paused, or none of this generation's binds
   // are its) and no session must still be there for the next reload or SIGTTIN.
@@ -74,8 +76,11 @@ Status Worker::bindSockets(const std::vector<ListenSocket>& sockets,
     // `bind { ..., threads = { 2 } }`: only those workers poll this socket.
     const std::vector<int>& only = cfg.frontends[s.frontend_index].binds[s.bind_index].threads;
     if (!only.empty() && std::find(only.begin(), only.end(), id_) == only.end()) continue;
-    auto it = std::find_if(bound_.begin(), bound_.end(),
-                           [&](const std::unique_ptr<Bound>& b) { return b && b->key == s.key; });
+    // A listener whose socket no longer listens (it was shut down, or the process opened
+    // the bind again) is not kept: a fresh dup of `s.fd` replaces it.
+    auto it = std::find_if(bound_.begin(), bound_.end(), [&](const std::unique_ptr<Bound>& b) {
+      return b && b->key == s.key && b->listener && b->listener->listening();
+    });
     if (it != bound_.end()) {
       // The same socket: keep polling it, now for the new generation's frontend.
       (*it)->frontend_index = s.frontend_index;
@@ -94,7 +99,7 @@ Status Worker::bindSockets(const std::vector<ListenSocket>& sockets,
     b->frontend_index = s.frontend_index;
     b->bind_index = s.bind_index;
     b->key = s.key;
-    auto l = Listener::open(loop_, fd, s.unix_socket, &Worker::onPending, b.get());
+    auto l = Listener::open(loop_, fd, s.unix_socket, *b);
     if (!l.ok()) {
       result = Status::error(s.address.toString() + ": " + l.message());
       continue;
@@ -111,9 +116,9 @@ Status Worker::bindSockets(const std::vector<ListenSocket>& sockets,
 
 void Worker::closeListener(Bound& b, const std::shared_ptr<WorkerGeneration>& gen) {
   if (!b.listener) return;
-  // A paused listener holds one connection libuv accepted already: serve it rather than
-  // let closing the listener reset it.
-  if (b.listener->paused()) {
+  // A held listener holds one connection taken off the socket already: serve it rather
+  // than let closing the listener reset it.
+  if (b.listener->held()) {
     counters_.paused.fetch_sub(1, std::memory_order_relaxed);
     StreamPtr client = b.listener->accept();
     if (client) {
@@ -135,6 +140,7 @@ void Worker::install(std::shared_ptr<WorkerGeneration> wg, std::vector<ListenSoc
     if (stopping_) return;
     std::shared_ptr<WorkerGeneration> prev = std::move(current_);
     current_ = std::move(wg);
+    adopt(current_, prev);
     sockets_ = std::move(sockets);
     if (!draining_ && !paused_) {
       Status st = bindSockets(sockets_, prev);
@@ -146,6 +152,34 @@ void Worker::install(std::shared_ptr<WorkerGeneration> wg, std::vector<ListenSoc
       s = next;
     }
     resumePaused();
+  });
+}
+
+void Worker::adopt(const std::shared_ptr<WorkerGeneration>& wg,
+                   const std::shared_ptr<WorkerGeneration>& prev) {
+  if (ScriptRunner* s = wg->scripts()) s->bindLoop(loop_);
+  if (prev != nullptr && prev != wg && prev->scripts() != nullptr) prev->scripts()->retire(false);
+  std::erase_if(generations_, [](const std::weak_ptr<WorkerGeneration>& g) { return g.expired(); });
+  generations_.push_back(wg);
+}
+
+void Worker::scriptStats(std::function<void(ScriptStats)> fn) {
+  loop_.post([this, fn = std::move(fn)] {
+    ScriptStats sum;
+    for (const auto& weak : generations_) {
+      std::shared_ptr<WorkerGeneration> g = weak.lock();
+      if (g == nullptr || g->scripts() == nullptr) continue;
+      ScriptStats s = g->scripts()->stats();
+      sum.coroutines += s.coroutines;
+      sum.waiting += s.waiting;
+      sum.timers += s.timers;
+      sum.sockets += s.sockets;
+      sum.memory_bytes += s.memory_bytes;
+      sum.run_us += s.run_us;
+      sum.memory_limit_hits += s.memory_limit_hits;
+      sum.memory_limit = std::max(sum.memory_limit, s.memory_limit);
+    }
+    fn(sum);
   });
 }
 
@@ -201,9 +235,62 @@ void Worker::describeSessions(std::function<void(std::vector<std::string>)> fn) 
   });
 }
 
-void Worker::onPending(void* ctx, Listener& l) {
-  auto* b = static_cast<Bound*>(ctx);
-  b->worker->acceptFrom(l, b->frontend_index, b->bind_index);
+void Worker::Bound::onListenerPending(Listener&) {
+  worker->acceptFrom(*this);
+}
+
+void Worker::Bound::onListenerShortage(Listener&, int uv_error) {
+  worker->onShortage(*this, uv_error);
+}
+
+void Worker::Bound::onListenerClosed(Listener&, int uv_error) {
+  worker->onListenerLost(*this, uv_error);
+}
+
+std::string Worker::bindName(const Bound& b) {
+  const Config& cfg = current_->config();
+  if (b.frontend_index >= cfg.frontends.size()) return b.key;
+  const FrontendConfig& fe = cfg.frontends[b.frontend_index];
+  std::string bind = b.bind_index < fe.binds.size() ? fe.binds[b.bind_index].text : b.key;
+  return fmt::format("frontend \"{}\": bind {}", fe.name, bind);
+}
+
+// A shortage paused the listener (it resumes by itself after Listener::kShortageRetryMs,
+// or sooner when one of this worker's sessions ends). One line a second at most per
+// listener, with the count of refusals since the previous line.
+void Worker::onShortage(Bound& b, int uv_error) {
+  accept_pauses_.fetch_add(1, std::memory_order_relaxed);
+  ++b.refused_unlogged;
+  // Idle server connections hold fds that the sessions already accepted need for their
+  // own server connections (with http_reuse "safe", a client's first request never takes
+  // an idle one): give them back (HAProxy too closes idle connections when fds run low).
+  if (uv_error == UV_EMFILE || uv_error == UV_ENFILE) {
+    b.idle_closed_unlogged += pool_->idleCount();
+    pool_->clear();
+  }
+  uint64_t now = loop_.now();
+  if (b.last_log_ms != 0 && now - b.last_log_ms < 1000) return;
+  logWarning(
+      "worker {}: {}: accept paused: {} ({} accept(s) refused, {} idle server connection(s) "
+      "closed since the last line); connections wait in the kernel's queue; retry in {} ms "
+      "or when a connection closes",
+      id_, bindName(b), uv_strerror(uv_error), b.refused_unlogged, b.idle_closed_unlogged,
+      Listener::kShortageRetryMs);
+  b.last_log_ms = now == 0 ? 1 : now;
+  b.refused_unlogged = 0;
+  b.idle_closed_unlogged = 0;
+}
+
+// The socket can no longer accept. The Bound stays until the next install() or SIGTTIN,
+// which polls a fresh dup of the process's socket (and a reload opens the bind again when
+// that socket itself stopped listening, see Process::matchListeners).
+void Worker::onListenerLost(Bound& b, int uv_error) {
+  listeners_lost_.fetch_add(1, std::memory_order_relaxed);
+  if (b.listener && b.listener->held()) counters_.paused.fetch_sub(1, std::memory_order_relaxed);
+  logWarning(
+      "worker {}: {}: listener closed: accept: {} (the socket no longer accepts; a reload "
+      "or SIGTTIN opens it again)",
+      id_, bindName(b), uv_strerror(uv_error));
 }
 
 bool Worker::atLimit(size_t frontend_index) {
@@ -215,26 +302,36 @@ bool Worker::atLimit(size_t frontend_index) {
              fe_max;
 }
 
-void Worker::acceptFrom(Listener& l, size_t frontend_index, size_t bind_index) {
+void Worker::acceptFrom(Bound& b) {
+  Listener& l = *b.listener;
+  if (uint64_t n = l.skipped(); n != b.skipped_seen) {
+    accept_errors_.fetch_add(n - b.skipped_seen, std::memory_order_relaxed);
+    b.skipped_seen = n;
+  }
   if (stopping_ || draining_) return;
-  if (atLimit(frontend_index)) {
-    // Leave the connection in the kernel's queue; libuv stops polling this socket until
-    // resumePaused() accepts it (HAProxy's maxconn behaviour: clients wait, not refused).
-    if (!l.paused()) counters_.paused.fetch_add(1, std::memory_order_relaxed);
-    l.setPaused();
+  if (atLimit(b.frontend_index)) {
+    // Keep the connection and stop polling the socket until resumePaused() accepts it
+    // (HAProxy's maxconn behaviour: clients wait in the kernel's queue, not refused).
+    if (!l.held()) counters_.paused.fetch_add(1, std::memory_order_relaxed);
+    l.hold();
     return;
   }
-  if (l.paused()) counters_.paused.fetch_sub(1, std::memory_order_relaxed);
+  if (l.held()) counters_.paused.fetch_sub(1, std::memory_order_relaxed);
   StreamPtr client = l.accept();
   if (!client) return;
   if (!l.unixSocket()) client->setNoDelay(true);
-  startSession(*this, current_, frontend_index, bind_index, std::move(client));
+  startSession(*this, current_, b.frontend_index, b.bind_index, std::move(client));
 }
 
+// Held listeners accept when the limit allows; listeners paused for a shortage poll again
+// at once (a session that ended gave its fds back) instead of waiting for their retry.
 void Worker::resumePaused() {
   for (auto& b : bound_) {
-    if (b && b->listener && b->listener->paused() && !atLimit(b->frontend_index))
-      acceptFrom(*b->listener, b->frontend_index, b->bind_index);
+    if (!b || !b->listener || b->listener->closed()) continue;
+    if (b->listener->held() && !atLimit(b->frontend_index))
+      acceptFrom(*b);
+    else if (b->listener->shortPaused())
+      b->listener->resume();
   }
 }
 
@@ -252,6 +349,10 @@ void Worker::hardStop() {
   bound_.clear();                                   // closes the listeners
   while (sessions_ != nullptr) sessions_->abort();  // each unlinks itself
   if (pool_) pool_->clear();
+  // Timers run their premature call and nothing the scripts started is left waiting.
+  for (const auto& weak : generations_) {
+    if (auto g = weak.lock(); g != nullptr && g->scripts() != nullptr) g->scripts()->retire(true);
+  }
 }
 
 void Worker::addSession(Session* s) {

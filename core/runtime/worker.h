@@ -1,11 +1,13 @@
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "core/backend/connection_pool.h"
+#include "core/base/running_slot.h"
 #include "core/base/status.h"
 #include "core/net/event_loop.h"
 #include "core/net/listener.h"
@@ -55,6 +57,9 @@ class Worker final : public WorkerContext {
   void resumeListeners();
   /// Calls `fn` on the worker's thread, with its sessions' describe() lines. Thread-safe.
   void describeSessions(std::function<void(std::vector<std::string>)> fn);
+  /// Calls `fn` on the worker's thread with its Lua states' counters, summed over every
+  /// generation it still runs (show info). Thread-safe.
+  void scriptStats(std::function<void(ScriptStats)> fn);
   /// Hard stop: closes listeners, aborts every session, lets the loop end. Thread-safe.
   void stop();
   /// Asks the worker to accept connections its listeners held back at a limit, if the
@@ -66,6 +71,18 @@ class Worker final : public WorkerContext {
   }
   /// Waits for the thread to finish.
   void join();
+  /// Accept pauses for a shortage of fds, buffers or memory (each one an accept refused),
+  /// and accept errors that concerned one connection and were skipped, since start; and
+  /// listeners closed because their socket could no longer accept. Any thread (show info).
+  uint64_t acceptPauses() const { return accept_pauses_.load(std::memory_order_relaxed); }
+  uint64_t acceptErrors() const { return accept_errors_.load(std::memory_order_relaxed); }
+  uint64_t listenersLost() const { return listeners_lost_.load(std::memory_order_relaxed); }
+  /// What the worker's thread runs (Lua phase), for the watchdog. Thread-safe.
+  const RunningSlot& runningSlot() const { return slot_; }
+  /// The worker's thread (after start()), for the watchdog's pthread_kill.
+  pthread_t nativeThread() { return thread_.native_handle(); }
+  /// The worker's loop, for the watchdog's heartbeat (EventLoop::busySinceNs only).
+  const EventLoop& watchedLoop() const { return loop_; }
 
   // WorkerContext (worker thread only)
   EventLoop& loop() override { return loop_; }
@@ -77,12 +94,20 @@ class Worker final : public WorkerContext {
   void endSession(Session* s) override;
 
  private:
-  struct Bound {
-    Worker* worker;
-    size_t frontend_index;
-    size_t bind_index;
+  // One listening socket this worker polls; the listener's handler.
+  struct Bound final : ListenerHandler {
+    Worker* worker = nullptr;
+    size_t frontend_index = 0;
+    size_t bind_index = 0;
     std::string key;
-    ListenerPtr listener;
+    uint64_t skipped_seen = 0;          // listener->skipped() already added to accept_errors_
+    uint64_t refused_unlogged = 0;      // shortage refusals since the last pause line
+    uint64_t idle_closed_unlogged = 0;  // idle server connections closed for them
+    uint64_t last_log_ms = 0;           // loop time of the last pause line; 0: none yet
+    ListenerPtr listener;               // last: the listener calls into the fields above
+    void onListenerPending(Listener& l) override;
+    void onListenerShortage(Listener& l, int uv_error) override;
+    void onListenerClosed(Listener& l, int uv_error) override;
   };
   Status setUp(std::shared_ptr<WorkerGeneration> wg, const std::vector<ListenSocket>& sockets);
   // Polls `sockets` meant for this worker (indices into current_'s config), keeping the
@@ -94,17 +119,25 @@ class Worker final : public WorkerContext {
   void closeListener(Bound& b, const std::shared_ptr<WorkerGeneration>& gen);
   // Closes every listener (soft stop, SIGTTOU); the sockets stay open in the process.
   void closeListeners();
-  static void onPending(void* ctx, Listener& l);
-  void acceptFrom(Listener& l, size_t frontend_index, size_t bind_index);
+  void acceptFrom(Bound& b);
+  void onShortage(Bound& b, int uv_error);
+  void onListenerLost(Bound& b, int uv_error);
+  // The frontend and bind a Bound serves, for log lines.
+  std::string bindName(const Bound& b);
   bool atLimit(size_t frontend_index);
   void resumePaused();
   void hardStop();
+  // The worker starts using `wg` (its Lua state binds to this loop); `prev` stops.
+  void adopt(const std::shared_ptr<WorkerGeneration>& wg,
+             const std::shared_ptr<WorkerGeneration>& prev);
 
   int id_;
   ProcessCounters& counters_;
   EventLoop loop_;
   std::unique_ptr<ConnectionPool> pool_;
   std::shared_ptr<WorkerGeneration> current_;
+  // Every generation this worker ran, while something still holds it (stats).
+  std::vector<std::weak_ptr<WorkerGeneration>> generations_;
   std::vector<std::unique_ptr<Bound>> bound_;
   Session* sessions_ = nullptr;  // intrusive list head
   size_t session_count_ = 0;
@@ -112,6 +145,10 @@ class Worker final : public WorkerContext {
   bool draining_ = false;              // soft stop: listeners closed, sessions drain
   bool paused_ = false;                // SIGTTOU: listeners closed until resumeListeners()
   std::vector<ListenSocket> sockets_;  // what install() last gave (resume reopens them)
+  std::atomic<uint64_t> accept_pauses_{0};
+  std::atomic<uint64_t> accept_errors_{0};
+  std::atomic<uint64_t> listeners_lost_{0};
+  RunningSlot slot_;
   std::thread thread_;
 };
 

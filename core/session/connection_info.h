@@ -5,6 +5,7 @@
 #include "core/base/buffer.h"
 #include "core/net/address.h"
 #include "core/proto/proxy_protocol.h"
+#include "core/session/hooks.h"
 #include "core/tls/tls_info.h"
 
 namespace crescent::core {
@@ -27,6 +28,12 @@ struct ConnectionInfo {
   /// Bytes received after the PROXY header, before the session took over (the start of
   /// the first request, or of the TCP stream). Given to the session first.
   Buffer early;
+  /// The tcp_request hook's txn (its txn.ctx): a TCP session keeps it for its balancer
+  /// and log phases (ScriptTxn::rebind); null without the hook.
+  std::unique_ptr<ScriptTxn> txn;
+  /// TCP mode: the backend the tcp_request hook chose (conn:use_backend); empty: the
+  /// frontend's rules.
+  std::string backend;
 };
 
 }  // namespace crescent::core

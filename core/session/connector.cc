@@ -1,5 +1,7 @@
 #include "core/session/connector.h"
 
+#include <algorithm>
+
 #include "core/backend/balancer.h"
 #include "core/backend/source_binding.h"
 #include "core/base/log.h"
@@ -8,6 +10,11 @@
 #include <fmt/format.h>
 
 namespace crescent::core {
+namespace {
+
+constexpr uint64_t kRetryPauseMs = 1000;  // at most, between two tries of one server
+
+}  // namespace
 
 Connector::Connector(EventLoop& loop, WorkerGeneration& wg, size_t backend_index, Owner& owner)
     : loop_(loop),
@@ -190,6 +197,11 @@ void Connector::writeProxyHeader(Stream& out, Server& srv) {
 
 void Connector::onTimer(void* ctx) {
   auto* self = static_cast<Connector*>(ctx);
+  if (self->turnaround_ != nullptr) {  // the pause before another try of the same server
+    Server* next = self->turnaround_;
+    self->turnaround_ = nullptr;
+    return self->attempt(next);
+  }
   if (self->connected_now_) {
     self->connected_now_ = false;
     return self->onStreamConnected(*self->stream_, 0);
@@ -224,7 +236,13 @@ void Connector::retry(bool timed_out, const char* why) {
       next->countRedispatch();
     }
   }
-  attempt(next);
+  if (next != server_) return attempt(next);  // redispatched: no pause
+  // HAProxy's turn-around: the same server again only after min(timeout connect, 1 s),
+  // so that a server that refuses is not hammered and a transient fault can pass.
+  uint64_t pause =
+      std::min<uint64_t>(cfg.timeout.connect > 0 ? cfg.timeout.connect : 1000, kRetryPauseMs);
+  turnaround_ = next;
+  timer_->start(pause);
 }
 
 void Connector::fail(ConnectFailure why) {

@@ -36,8 +36,9 @@ proxy::V2Options proxyV2Options(unsigned options, const proxy::Header* received,
 
 /// Connects to a server whose slot is held, with `timeout connect` per attempt, `retries`
 /// further attempts, and `redispatch` (the last attempt goes to another server with a
-/// free slot, chosen by the backend's algorithm). Holds the server's slot until the
-/// connection is handed over: then the owner holds it and releases it.
+/// free slot, chosen by the backend's algorithm). A retry of the same server waits
+/// min(`timeout connect`, 1 s) first, as HAProxy does; a redispatch does not wait. Holds the
+/// server's slot until the connection is handed over: then the owner holds it and releases it.
 class Connector : private StreamHandler {
  public:
   class Owner {
@@ -93,7 +94,8 @@ class Connector : private StreamHandler {
   TimerPtr timer_;
   Server* server_ = nullptr;
   int attempts_ = 0;
-  bool connected_now_ = false;  // an abstract UNIX connect succeeded synchronously
+  bool connected_now_ = false;    // an abstract UNIX connect succeeded synchronously
+  Server* turnaround_ = nullptr;  // the server to try again when the pause ends
   const Address* origin_src_ = nullptr;
   const Address* origin_dst_ = nullptr;
   const proxy::Header* origin_proxy_ = nullptr;

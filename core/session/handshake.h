@@ -33,8 +33,17 @@ void startFrontendSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg
 /// without a header no byte reaches the session. A TLS handshake that succeeds is logged
 /// with one info line (version, cipher, SNI, ALPN, resumed).
 ///
+/// With a `tcp_request` hook on the frontend, the hook runs between the PROXY header and
+/// TLS (before any protocol): it sees the bytes received (conn:peek, conn.sni from the
+/// ClientHello) without consuming them, may wait, and decides (conn:reject,
+/// conn:use_backend); the bytes then go to TLS or the session. It is bounded by the
+/// frontend's `timeout client`.
+///
 /// A Session of its own (linked into the worker's list, so a hard stop reaches it).
-class Handshake final : public Session, private StreamHandler {
+class Handshake final : public Session,
+                        private StreamHandler,
+                        private ConnectionPeek,
+                        private ScriptWaiter {
  public:
   Handshake(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, size_t frontend_index,
             size_t bind_index, StreamPtr client);
@@ -53,7 +62,16 @@ class Handshake final : public Session, private StreamHandler {
   static void onTimer(void* ctx);
   void fail(const std::string& why);
   void proxyDone(Buffer rest);
+  void startTls(Buffer rest);
   void handOff(Buffer rest);
+  // The tcp_request phase
+  void startInspect(Buffer rest);
+  void onScriptDone() override;
+  std::string_view received() const override { return peeked_; }
+  bool ended() const override { return peer_ended_; }
+  void notifyMore(PeekWaiter* w) override { peek_waiter_ = w; }
+  uint64_t inspectDelayMs() const override;
+  void wakePeek();
 
   WorkerContext& w_;
   std::shared_ptr<WorkerGeneration> wg_;
@@ -66,6 +84,15 @@ class Handshake final : public Session, private StreamHandler {
   ConnectionInfo info_;  // filled as the steps complete
   bool in_tls_ = false;  // the PROXY step is over; the TLS handshake runs
   bool done_ = false;
+  // tcp_request
+  bool inspecting_ = false;
+  std::string peeked_;  // bytes received while the hook runs, for what follows it
+  bool peer_ended_ = false;
+  PeekWaiter* peek_waiter_ = nullptr;
+  HttpHead no_request_;
+  std::unique_ptr<RequestContext> ctx_;  // refers to info_'s addresses
+  std::unique_ptr<ScriptTxn> txn_;
+  ConnDecision decision_;
 };
 
 }  // namespace crescent::core

@@ -9,32 +9,48 @@ ServerDispatch::ServerDispatch(EventLoop& loop, std::shared_ptr<WorkerGeneration
     : loop_(loop), wg_(std::move(wg)), backend_(wg_->gen().backend(backend_index)), owner_(owner) {}
 
 ServerDispatch::~ServerDispatch() {
+  if (txn_ != nullptr) txn_->cancel();  // a Lua pick still waits: it must not call us
   if (ticket_) backend_.cancel(ticket_);
 }
 
-ServerDispatch::Outcome ServerDispatch::start(RequestContext& ctx, const PickRequest& req) {
-  Server* chosen = nullptr;
+ServerDispatch::Outcome ServerDispatch::start(ScriptTxn* txn, const PickRequest& req) {
+  pick_ = req;
   const LuaBalancerConfig& lb = backend_.config().lua_balancer;
-  ScriptRunner* scripts = wg_->scripts();
-  if (lb.enabled() && scripts != nullptr) {
-    thread_local std::vector<Server*> cand;
-    usableServers(backend_, cand);
-    std::erase_if(cand, [](Server* s) { return s->full(); });
-    if (!cand.empty()) {
-      std::string error;
-      chosen = scripts->runBalancerPick(lb, backend_, ctx, cand, error);
-      if (!error.empty()) {
-        logWarning("backend \"{}\": balancer \"{}\": {}; falling back to roundrobin",
-                   backend_.name(), lb.name, error);
-      }
-      if (chosen != nullptr && !chosen->tryAcquire()) chosen = nullptr;  // raced to full
-      if (chosen != nullptr) {
-        server_ = chosen;
-        return Outcome::kAssigned;
-      }
-    }
+  if (!lb.enabled() || txn == nullptr) return assign();
+  usableServers(backend_, cand_);
+  std::erase_if(cand_, [](Server* s) { return s->full(); });
+  if (cand_.empty()) return assign();
+  lua_ = PickResult();
+  if (txn->balancerPick(lb, backend_, cand_, lua_, *this) == ScriptStatus::kPending) {
+    txn_ = txn;
+    return Outcome::kPending;
   }
-  chosen = backend_.balancer().pick(req);
+  return assign();
+}
+
+void ServerDispatch::onScriptDone() {
+  txn_ = nullptr;
+  Outcome o = assign();
+  owner_.onDispatched(o);  // may destroy us: last statement
+}
+
+// The Lua pick's choice when it made one and the server still has room (a pick that
+// waited may find it full or down by now), else the algorithm's; then the slot or a queue.
+ServerDispatch::Outcome ServerDispatch::assign() {
+  const LuaBalancerConfig& lb = backend_.config().lua_balancer;
+  if (!lua_.error.empty()) {
+    logWarning("backend \"{}\": balancer \"{}\": {}; falling back to roundrobin", backend_.name(),
+               lb.name, lua_.error);
+  }
+  Server* chosen = lua_.server;
+  lua_ = PickResult();
+  cand_.clear();
+  if (chosen != nullptr && chosen->usable() && chosen->tryAcquire()) {
+    server_ = chosen;
+    return Outcome::kAssigned;
+  }
+  pick_.now_ms = monotonicMs();
+  chosen = backend_.balancer().pick(pick_);
   Backend::Assignment a = backend_.assign(chosen, *this, loop_);
   switch (a.kind) {
     case Backend::Assignment::Kind::kAcquired:

@@ -23,30 +23,35 @@ namespace crescent::core {
 ///     (503, termination "sQ"), or the owner gives up (destroying this object leaves the
 ///     queue at once).
 /// Used on the owner's worker thread only.
-class ServerDispatch : private QueueTicket::Waiter {
+class ServerDispatch : private QueueTicket::Waiter, private ScriptWaiter {
  public:
-  class Owner {
-   public:
-    virtual ~Owner() = default;
-    /// A queued request got `server`'s slot (the owner now holds it).
-    virtual void onQueueGranted(Server& server) = 0;
-    /// `timeout queue` expired while queued.
-    virtual void onQueueTimeout() = 0;
-  };
-
   enum class Outcome {
+    kPending,    ///< a Lua pick waits: Owner::onDispatched() follows
     kAssigned,   ///< server() holds a slot for the owner
     kQueued,     ///< wait for Owner::onQueueGranted / onQueueTimeout
     kNoServer,   ///< no usable server
     kQueueFull,  ///< the queue is at maxqueue
   };
 
+  class Owner {
+   public:
+    virtual ~Owner() = default;
+    /// A start() that returned kPending (a Lua pick that waits) is decided: any other
+    /// Outcome, with the same meaning as start()'s.
+    virtual void onDispatched(Outcome outcome) = 0;
+    /// A queued request got `server`'s slot (the owner now holds it).
+    virtual void onQueueGranted(Server& server) = 0;
+    /// `timeout queue` expired while queued.
+    virtual void onQueueTimeout() = 0;
+  };
+
   ServerDispatch(EventLoop& loop, std::shared_ptr<WorkerGeneration> wg, size_t backend_index,
                  Owner& owner);
   ~ServerDispatch() override;  ///< leaves the queue if still in it
 
-  /// Chooses. `ctx` is given to a Lua balancer (its txn). Call once per exchange.
-  Outcome start(RequestContext& ctx, const PickRequest& req);
+  /// Chooses. A Lua balancer runs through `txn` (null: no Lua, the built-in algorithm
+  /// decides). `req` is copied where needed. Call once per exchange.
+  Outcome start(ScriptTxn* txn, const PickRequest& req);
   /// The server assigned synchronously (kAssigned), else null.
   Server* server() const { return server_; }
   bool queued() const { return ticket_ != nullptr; }
@@ -55,6 +60,9 @@ class ServerDispatch : private QueueTicket::Waiter {
 
  private:
   void onQueueGranted(Server& server) override;
+  void onScriptDone() override;
+  // After the Lua pick (or without one): the chosen server or the algorithm's choice.
+  Outcome assign();
   static void onTimer(void* ctx);
 
   EventLoop& loop_;
@@ -64,6 +72,10 @@ class ServerDispatch : private QueueTicket::Waiter {
   TimerPtr timer_;
   QueueTicketPtr ticket_;
   Server* server_ = nullptr;
+  ScriptTxn* txn_ = nullptr;   // while a Lua pick waits (cancelled if we go first)
+  PickRequest pick_;           // kept while a Lua pick waits
+  PickResult lua_;             // the Lua pick's result
+  std::vector<Server*> cand_;  // the servers offered to the Lua pick
   uint64_t queued_at_ = 0;
   uint64_t queue_ms_ = 0;
 };

@@ -14,7 +14,9 @@ TcpSession::TcpSession(WorkerContext& w, std::shared_ptr<WorkerGeneration> wg, s
       wg_(std::move(wg)),
       fe_(wg_->config().frontends[fe_index]),
       fe_index_(fe_index),
-      client_(std::move(client)) {
+      client_(std::move(client)),
+      ctx_{no_request_, src_, dst_, fe_.name} {
+  ctx_.http = false;
   wg_->gen().frontendStats(fe_index_).cur.fetch_add(1, std::memory_order_relaxed);
   wg_->gen().frontendStats(fe_index_).total.fetch_add(1, std::memory_order_relaxed);
   wg_->gen().sessionIn();
@@ -37,6 +39,7 @@ TcpSession::~TcpSession() {
   tunnel_.reset();
   connector_.reset();
   dispatch_.reset();
+  txn_.reset();
   if (srv_ != nullptr) srv_->release();
   if (backend_ >= 0) wg_->gen().backend(backend_).release();
 }
@@ -49,10 +52,20 @@ void TcpSession::start(ConnectionInfo info) {
   proxy_ = std::move(info.proxy);
   tls_ = std::move(info.tls);
   if (!info.early.empty()) early_ = std::move(info.early);
-  AclSample sample;
-  sample.src = &src_;
-  sample.dst = &dst_;
-  backend_ = selectBackend(fe_, sample);
+  ctx_.proxy = proxy_.get();
+  ctx_.tls = tls_.get();
+  if (info.txn) {
+    txn_ = std::move(info.txn);  // the tcp_request hook's: its txn.ctx goes on
+    txn_->rebind(ctx_);
+  }
+  if (!info.backend.empty()) {
+    backend_ = wg_->config().findBackend(info.backend);
+  } else {
+    AclSample sample;
+    sample.src = &src_;
+    sample.dst = &dst_;
+    backend_ = selectBackend(fe_, sample);
+  }
   if (backend_ < 0) return finish("SC");
   wg_->gen().backend(backend_).acquire();
   dispatch_ = std::make_unique<ServerDispatch>(w_.loop(), wg_, backend_,
@@ -60,14 +73,26 @@ void TcpSession::start(ConnectionInfo info) {
   PickRequest pr;
   pr.src = &src_;
   pr.now_ms = monotonicMs();
-  HttpHead none;
-  RequestContext ctx{none, src_, dst_, fe_.name};
-  ctx.http = false;
-  ctx.proxy = proxy_.get();
-  ctx.tls = tls_.get();
-  switch (dispatch_->start(ctx, pr)) {
+  const BackendConfig& be = wg_->config().backends[backend_];
+  bool wants_txn = be.lua_balancer.enabled() || fe_.log_hook > 0;
+  if (!txn_ && wants_txn && wg_->scripts() != nullptr) txn_ = wg_->scripts()->newTxn(ctx_);
+  dispatched(dispatch_->start(txn_.get(), pr));
+}
+
+void TcpSession::onDispatched(ServerDispatch::Outcome o) {
+  dispatched(o);
+}
+
+void TcpSession::dispatched(ServerDispatch::Outcome o) {
+  switch (o) {
     case ServerDispatch::Outcome::kAssigned:
       return connect(*dispatch_->server());
+    case ServerDispatch::Outcome::kPending:
+      if (early_.empty()) {  // a Lua pick waits: watch for a disconnect meanwhile
+        client_->setHandler(this);
+        client_->readStart();
+      }
+      return;
     case ServerDispatch::Outcome::kQueued:
       if (early_.empty()) {  // watch for a disconnect (and keep the first bytes)
         client_->setHandler(this);
@@ -84,8 +109,6 @@ void TcpSession::start(ConnectionInfo info) {
 }
 
 void TcpSession::onQueueGranted(Server& server) {
-  client_->readStop();
-  client_->setHandler(nullptr);
   connect(server);
 }
 
@@ -111,6 +134,8 @@ void TcpSession::onStreamError(Stream&, int) {
 }
 
 void TcpSession::connect(Server& server) {
+  client_->readStop();  // it watched for a disconnect while queued or picking
+  client_->setHandler(nullptr);
   connector_ =
       std::make_unique<Connector>(w_.loop(), *wg_, backend_, static_cast<Connector::Owner&>(*this));
   connector_->setOrigin(&src_, &dst_, proxy_.get(), tls_.get());
@@ -152,6 +177,45 @@ void TcpSession::abort() {
   finish("KD");
 }
 
+// One tcplog line, or what the log phase makes of it.
+void TcpSession::writeLog(const char* state) {
+  uint64_t now = w_.loop().now();
+  std::string be = backend_ >= 0 ? wg_->config().backends[backend_].name : fe_.name;
+  const Server* named = srv_ != nullptr ? srv_ : srv_log_;
+  std::string sv = named != nullptr ? named->name() : "<NOSRV>";
+  int64_t tw = dispatch_ ? static_cast<int64_t>(dispatch_->queueMs()) : (backend_ >= 0 ? 0 : -1);
+  int64_t tc = connected_ms_ ? static_cast<int64_t>(connected_ms_ - accept_ms_) : -1;
+  uint64_t bytes = client_ ? client_->bytesOut() : 0;
+  int retries = connector_ ? connector_->retries() : 0;
+  std::string line = fmt::format(
+      "{}:{} [{}] {} {}/{} {}/{}/{} {} {} {}/{}/{}/{}/{} {}/{}", src_.ip(), src_.port(),
+      formatLogDate(accept_wall_), fe_.name, be, sv, tw, tc, now - accept_ms_, bytes, state,
+      w_.counters().actconn.load(), wg_->gen().frontendStats(fe_index_).cur.load(),
+      backend_ >= 0 ? wg_->gen().backend(backend_).current() : 0,
+      srv_ != nullptr ? srv_->current() : 0, retries, named != nullptr ? named->queued() : 0,
+      backend_ >= 0 ? wg_->gen().backend(backend_).queued() : 0);
+  if (fe_.log_hook > 0 && txn_) {
+    LogInfo info;
+    info.http = false;
+    info.line = line;
+    info.backend = be;
+    info.server = sv;
+    info.tw = tw;
+    info.tc = tc;
+    info.ta = static_cast<int64_t>(now - accept_ms_);
+    info.bytes_out = bytes;
+    info.bytes_in = client_ ? client_->bytesIn() : 0;
+    info.termination = state;
+    info.retries = retries;
+    LogDecision d;
+    txn_->log(fe_.log_hook, info, d);
+    if (!d.error.empty()) logError("frontend \"{}\": log hook failed: {}", fe_.name, d.error);
+    if (d.kind == LogDecision::Kind::kSuppress) return;
+    if (d.kind == LogDecision::Kind::kReplace) return logTraffic(d.line);
+  }
+  logTraffic(line);
+}
+
 // Gives the server slot back, after telling a Lua balancer's on_release.
 void TcpSession::releaseSlot() {
   dispatch_.reset();
@@ -169,23 +233,7 @@ void TcpSession::releaseSlot() {
 void TcpSession::finish(const char* state) {
   if (done_) return;
   done_ = true;
-  if (fe_.log) {
-    uint64_t now = w_.loop().now();
-    std::string be = backend_ >= 0 ? wg_->config().backends[backend_].name : fe_.name;
-    const Server* named = srv_ != nullptr ? srv_ : srv_log_;
-    std::string sv = named != nullptr ? named->name() : "<NOSRV>";
-    int64_t tw = dispatch_ ? static_cast<int64_t>(dispatch_->queueMs()) : (backend_ >= 0 ? 0 : -1);
-    int64_t tc = connected_ms_ ? static_cast<int64_t>(connected_ms_ - accept_ms_) : -1;
-    uint64_t bytes = client_ ? client_->bytesOut() : 0;
-    logTraffic(fmt::format(
-        "{}:{} [{}] {} {}/{} {}/{}/{} {} {} {}/{}/{}/{}/{} {}/{}", src_.ip(), src_.port(),
-        formatLogDate(accept_wall_), fe_.name, be, sv, tw, tc, now - accept_ms_, bytes, state,
-        w_.counters().actconn.load(), wg_->gen().frontendStats(fe_index_).cur.load(),
-        backend_ >= 0 ? wg_->gen().backend(backend_).current() : 0,
-        srv_ != nullptr ? srv_->current() : 0, connector_ ? connector_->retries() : 0,
-        named != nullptr ? named->queued() : 0,
-        backend_ >= 0 ? wg_->gen().backend(backend_).queued() : 0));
-  }
+  if (fe_.log) writeLog(state);
   // Closing the streams disarms every callback; the tunnel and connector die with us on a
   // later loop turn (never inside their own callbacks).
   client_.reset();

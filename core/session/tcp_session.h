@@ -38,8 +38,10 @@ class TcpSession final : public Session,
   void onConnected(StreamPtr stream, Server& server) override;
   void onConnectFailed(ConnectFailure why, Server* last) override;
   void onTunnelEnd(TunnelEnd why) override;
+  void onDispatched(ServerDispatch::Outcome o) override;
   void onQueueGranted(Server& server) override;
   void onQueueTimeout() override;
+  void dispatched(ServerDispatch::Outcome o);
   // The client while its session waits in a queue: a disconnect leaves the queue.
   void onStreamData(Stream& s, Buffer data) override;
   void onStreamEof(Stream& s) override;
@@ -47,6 +49,7 @@ class TcpSession final : public Session,
   void connect(Server& server);
   void releaseSlot();
   void finish(const char* state);
+  void writeLog(const char* state);
 
   WorkerContext& w_;
   std::shared_ptr<WorkerGeneration> wg_;  // keeps the generation alive while we run
@@ -63,6 +66,9 @@ class TcpSession final : public Session,
   Address src_, dst_;
   std::shared_ptr<const proxy::Header> proxy_;  // received PROXY header, or null
   std::shared_ptr<const tls::Info> tls_;        // TLS terminated on the bind, or null
+  HttpHead no_request_;                         // TCP mode: txn.req is nil
+  RequestContext ctx_;                          // what the session's hooks see
+  std::unique_ptr<ScriptTxn> txn_;              // when a hook needs one; before dispatch_
   uint64_t accept_ms_ = 0, accept_wall_ = 0, connected_ms_ = 0;
   Buffer early_;  // client bytes received while queued (one buffer, then reading stops)
   bool done_ = false;

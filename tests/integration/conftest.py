@@ -390,6 +390,10 @@ NGINX_CONF = NGINX_HEAD + """
             default_type text/plain;
             return 200 "x-hook=$http_x_hook x-secret=$http_x_secret uri=$uri args=$args\n";
         }}
+        location = /host {{
+            default_type text/plain;
+            return 200 "http_host=$http_host host=$host uri=$request_uri\n";
+        }}
         location = /conn {{
             default_type text/plain;
             return 200 "conn=$connection reqs=$connection_requests\\n";
@@ -438,6 +442,144 @@ def nginx(tmp_path):
         yield n
     finally:
         n.stop(signal.SIGQUIT)
+
+
+class CustomNginx(Process):
+    """An nginx whose http {} body is the caller's ("{prefix}" in it: its directory)."""
+
+    def __init__(self, workdir, body, ports):
+        self.prefix = Path(workdir)
+        for d in ("html", "tmp", "logs"):
+            (self.prefix / d).mkdir(parents=True, exist_ok=True)
+        conf = self.prefix / "nginx.conf"
+        # Room for a test's hundreds of concurrent connections.
+        head = NGINX_HEAD.format(prefix=self.prefix).replace(
+            "worker_connections 1024;", "worker_connections 8192;")
+        conf.write_text("worker_rlimit_nofile 16384;\n" + head + body.replace("{prefix}", str(self.prefix))
+                        + "\n}\n")
+        super().__init__(
+            "nginx",
+            ["/usr/sbin/nginx", "-p", self.prefix, "-c", conf, "-e", self.prefix / "error.log"],
+            self.prefix,
+        )
+        self.ports = ports
+
+
+@pytest.fixture
+def nginx_with(tmp_path):
+    """nginx_with(body, ports) starts an nginx whose http {} block holds `body` (text with
+    "{prefix}" for its directory; the caller puts free ports in it) and waits for `ports`."""
+    started = []
+
+    def start(body, ports):
+        n = CustomNginx(tmp_path / f"nginx{len(started) + 1}", body, ports)
+        started.append(n)
+        n.wait_ready(ports)
+        return n
+
+    yield start
+    for n in started:
+        n.stop(signal.SIGQUIT)
+
+
+def self_signed(directory, name):
+    """A self-signed certificate for `name` in `directory`: (cert path, key path)."""
+    cert, key = Path(directory) / f"{name}.crt", Path(directory) / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
+         cert, "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}", "-days", "2"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+# ---------------------------------------------------------------------------
+# Redis
+
+
+class Redis(Process):
+    def __init__(self, workdir, port):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        super().__init__(
+            "redis",
+            ["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+            self.dir,
+        )
+
+    def command(self, *args, timeout=10 * SLOW):
+        """Sends one command (RESP) and returns the decoded reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            s.sendall(out)
+            f = s.makefile("rb")
+            return _resp(f)
+
+
+def _resp(f):
+    line = f.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind in (b"+", b"-"):
+        return rest.decode()
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2].decode()
+    if kind == b"*":
+        return [_resp(f) for _ in range(int(rest))]
+    raise AssertionError(f"bad RESP reply {line!r}")
+
+
+@pytest.fixture
+def redis(tmp_path):
+    """A real redis-server (Debian's) on a free port: .port, .command(*args)."""
+    r = Redis(tmp_path / "redis", free_port())
+    try:
+        r.wait_ready([r.port])
+        yield r
+    finally:
+        r.stop()
+
+
+# ---------------------------------------------------------------------------
+# The runtime API
+
+
+def runtime_command(sock, line, timeout=10 * SLOW):
+    """One runtime API command; returns its reply (up to the empty line that ends it).
+    The socket appears once the workers serve, a moment after the listening ports accept:
+    a connect waits for it (bounded)."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        while True:
+            try:
+                s.connect(str(sock))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
+        s.sendall(line.encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode()
+
+
+def runtime_info(sock):
+    """`show info` as a dict."""
+    out = runtime_command(sock, "show info")
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
 
 
 # ---------------------------------------------------------------------------

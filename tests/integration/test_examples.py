@@ -70,9 +70,9 @@ def test_env_example_required_variables():
 
 
 def test_port_exhaustion_example(crescent):
-    """Connections to the server leave from 127.0.0.2 and 127.0.0.3 in turn: the first
-    request's connection from the first; a request made while that connection is busy
-    needs a new one, from the other."""
+    """Connections to the server leave from 127.0.0.2 and 127.0.0.3 in turn. Each one is
+    new here: a client connection's first request, and a request with a body, never take
+    an idle pooled connection (http_reuse "safe")."""
     import socket
 
     public, app = free_port(), free_port()
@@ -83,8 +83,8 @@ def test_port_exhaustion_example(crescent):
     assert r.out.startswith("HTTP/1.1 200"), r.out
     assert r.out.endswith("\r\n\r\nhello from the app, you came from 127.0.0.2\n"), r.out
 
-    # Keep the (pooled) first connection busy: a POST whose body is not sent yet. The
-    # service's 100 Continue, passed back to us, shows the request has reached it.
+    # A POST whose body is not sent yet holds its (second) connection busy. The service's
+    # 100 Continue, passed back to us, shows the request has reached it.
     with socket.create_connection(("127.0.0.1", public), timeout=10) as busy:
         busy.sendall(b"POST /busy HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
                      b"Expect: 100-continue\r\n\r\n")
@@ -96,7 +96,7 @@ def test_port_exhaustion_example(crescent):
         assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got
         got = got[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
 
-        assert curl(f"http://{addr(public)}/").out == "hello from the app, you came from 127.0.0.3\n"
+        assert curl(f"http://{addr(public)}/").out == "hello from the app, you came from 127.0.0.2\n"
 
         busy.sendall(b"body")
         while not (b"came from" in got and got.endswith(b"\n")):
@@ -104,7 +104,7 @@ def test_port_exhaustion_example(crescent):
             assert chunk, got
             got += chunk
     assert got.startswith(b"HTTP/1.1 200"), got
-    assert got.endswith(b"\r\n\r\nhello from the app, you came from 127.0.0.2\n"), got
+    assert got.endswith(b"\r\n\r\nhello from the app, you came from 127.0.0.3\n"), got
 
 
 def test_hot_reload_example(crescent, tmp_path):
@@ -138,3 +138,79 @@ def test_hot_reload_example(crescent, tmp_path):
     # The on_reload hook ran in each new generation, with both ids.
     wait_until(lambda: "generation 2 -> 3: version 3" in c.stderr(), 5, "the on_reload log line")
     assert "generation 1 -> 2: version 2" in c.stderr(), c.stderr()
+
+
+def test_auth_subrequest_example(crescent, nginx_with):
+    """examples/auth-subrequest.lua with a real nginx as the auth service and the app."""
+    auth, app, public = free_port(), free_port(), free_port()
+    nginx_with(f"""
+    server {{
+        listen 127.0.0.1:{auth};
+        location = /auth {{
+            if ($http_authorization = "Bearer good") {{
+                add_header X-User alice;
+                return 204;
+            }}
+            if ($http_authorization = "Bearer banned") {{ return 403; }}
+            return 401;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{app};
+        location / {{ default_type text/plain; return 200 "app $uri user=$http_x_user\\n"; }}
+    }}
+""", [auth, app])
+    env = {"AUTH_URL": f"http://{addr(auth)}/auth", "APP_ADDR": addr(app),
+           "LISTEN": addr(public), "THREADS": "1"}
+    c = crescent(EXAMPLES / "auth-subrequest.lua", ports=[public], env=env)
+    url = f"http://{addr(public)}/page"
+    assert curl("-s", "-H", "Authorization: Bearer good", url).out == "app /page user=alice\n"
+    assert curl("-s", "-o", "/dev/null", "-w", "%{http_code}", url).out == "401"
+    r = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer banned",
+             url)
+    assert r.out == "403"
+    wait_until(lambda: "user=alice" in c.stdout(), 5, "the custom log line")
+    assert "GET /page -> 200 user=alice" in c.stdout()
+
+
+def test_sni_routing_example(crescent, nginx_with, tmp_path):
+    """examples/sni-routing.lua in front of two TLS nginx servers: the name picks one."""
+    import subprocess
+
+    from conftest import self_signed
+
+    a, b, public = free_port(), free_port(), free_port()
+    a_cert, a_key = self_signed(tmp_path, "a.test")
+    b_cert, b_key = self_signed(tmp_path, "b.test")
+    nginx_with(f"""
+    server {{ listen 127.0.0.1:{a} ssl; ssl_certificate {a_cert}; ssl_certificate_key {a_key};
+             location / {{ return 200 "A\\n"; }} }}
+    server {{ listen 127.0.0.1:{b} ssl; ssl_certificate {b_cert}; ssl_certificate_key {b_key};
+             location / {{ return 200 "B\\n"; }} }}
+""", [a, b])
+    env = {"LISTEN": addr(public), "A_SERVER": addr(a), "B_SERVER": addr(b), "THREADS": "1"}
+    c = crescent(EXAMPLES / "sni-routing.lua", ports=[public], env=env)
+    for name, cert, want in (("a.test", a_cert, "A\n"), ("b.test", b_cert, "B\n")):
+        # curl verifies the server's own certificate: the TLS session is nginx's.
+        r = curl("-s", "--cacert", cert, "--resolve", f"{name}:{public}:127.0.0.1",
+                 f"https://{name}:{public}/")
+        assert r.out == want, (name, r.out, r.err)
+    r = subprocess.run(["openssl", "s_client", "-connect", addr(public), "-servername", "c.test"],
+                       input=b"", capture_output=True, timeout=30)
+    assert b"CN = " not in r.stdout, r.stdout
+    wait_until(lambda: "sni=b.test" in c.stdout(), 5, "the log line")
+    assert "sni=a.test a/a1 --" in c.stdout(), c.stdout()
+
+
+def test_redis_rate_limit_example(crescent, redis, nginx):
+    public = free_port()
+    env = {"REDIS_PORT": str(redis.port), "APP_ADDR": addr(nginx.port), "LISTEN": addr(public),
+           "RATE_LIMIT": "3", "THREADS": "1"}
+    crescent(EXAMPLES / "redis-rate-limit.lua", ports=[public], env=env)
+    codes = [curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "X-Api-Key: k1",
+                  f"http://{addr(public)}/index.html").out for _ in range(5)]
+    assert codes == ["200", "200", "200", "429", "429"], codes
+    r = curl("-s", "-i", "-H", "X-Api-Key: k2", f"http://{addr(public)}/index.html")
+    assert "x-ratelimit-remaining: 2" in r.out.lower(), r.out
+    keys = redis.command("KEYS", "rate:*")
+    assert len(keys) == 2 and all(0 < redis.command("TTL", k) <= 60 for k in keys), keys

@@ -88,9 +88,23 @@ def test_body_until_close(proxy, tmp_path):
     assert hashlib.sha256(out.read_bytes()).hexdigest() == SHA, f"{out.stat().st_size} bytes"
 
 
+def dechunk(raw):
+    """The payload of a chunked body and the bytes after its last chunk (the trailers)."""
+    body, pos = [], 0
+    while True:
+        eol = raw.index(b"\r\n", pos)
+        size = int(raw[pos:eol].split(b";")[0], 16)
+        pos = eol + 2
+        if size == 0:
+            return b"".join(body), raw[pos:]
+        body.append(raw[pos:pos + size])
+        pos += size + 2
+
+
 def test_body_until_close_slow_reader(proxy):
     """The client reads slowly: the proxy holds the tail when the server closes, and must
-    still deliver all of it before closing."""
+    still deliver all of it before closing. An HTTP/1.1 client gets the close-delimited
+    body chunked (its end is then explicit)."""
     s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10 * SLOW)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
     s.sendall(b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -98,7 +112,21 @@ def test_body_until_close_slow_reader(proxy):
     s.close()
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"transfer-encoding: chunked" in head.lower(), head
+    body, _ = dechunk(body)
     assert len(body) == len(PAYLOAD), f"{len(body)} of {len(PAYLOAD)} bytes"
+    assert hashlib.sha256(body).hexdigest() == SHA
+
+
+def test_body_until_close_http10(proxy):
+    """An HTTP/1.0 client gets a close-delimited body as it is, then the close."""
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10 * SLOW)
+    s.sendall(b"GET /close HTTP/1.0\r\nHost: x\r\n\r\n")
+    data = recv_all(s, timeout=30 * SLOW)
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"transfer-encoding" not in head.lower(), head
     assert hashlib.sha256(body).hexdigest() == SHA
 
 
@@ -106,19 +134,10 @@ def test_chunked_with_trailers(proxy, tmp_path):
     out = tmp_path / "chunked.bin"
     r = curl("-v", "--raw", "-o", out, "-w", "%{http_code}", f"{proxy.url}/chunked")
     assert r.out == "200", r.err
-    raw = out.read_bytes()
     # Decode the chunked framing as received, then check body and trailer.
-    body, pos = [], 0
-    while True:
-        eol = raw.index(b"\r\n", pos)
-        size = int(raw[pos:eol].split(b";")[0], 16)
-        pos = eol + 2
-        if size == 0:
-            break
-        body.append(raw[pos:pos + size])
-        pos += size + 2
-    assert hashlib.sha256(b"".join(body)).hexdigest() == SHA
-    assert f"X-Sum: {SHA}".encode().lower() in raw[pos:].lower(), raw[pos:]
+    body, trailers = dechunk(out.read_bytes())
+    assert hashlib.sha256(body).hexdigest() == SHA
+    assert f"X-Sum: {SHA}".encode().lower() in trailers.lower(), trailers
 
 
 @pytest.mark.parametrize("path", ["/both", "/badchunk", "/badstatus"])

@@ -102,15 +102,16 @@ def test_client_keep_alive(proxy):
 
 
 def test_server_connection_reused(proxy):
-    """Successive requests, even from different client connections, reuse the idle
-    server connection (per-thread pool): nginx sees one connection, several requests."""
-    seen = []
-    for _ in range(3):
-        r = curl(f"{proxy.url}/conn")
-        seen.append(r.out.strip())
+    """Successive requests reuse the idle server connection (per-thread pool): nginx sees
+    one connection, several requests. With http_reuse "safe" (the default) a client
+    connection's first request takes a new one: three clients, three connections."""
+    r = curl(*[f"{proxy.url}/conn" for _ in range(3)])  # one client connection
+    seen = [l.strip() for l in r.out.splitlines() if l.strip()]
     conns = {s.split()[0] for s in seen}
     assert len(conns) == 1, f"nginx saw several connections: {seen}"
     assert seen[-1].endswith("reqs=3"), seen
+    firsts = {curl(f"{proxy.url}/conn").out.split()[0] for _ in range(3)}
+    assert len(firsts) == 3 and not firsts & conns, firsts
 
 
 def test_x_forwarded_for(proxy):

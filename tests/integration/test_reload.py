@@ -155,6 +155,7 @@ def start(crescent, config, ports, sock):
     def api_up():
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5 * SLOW)
                 s.connect(str(sock))
             return True
         except OSError:

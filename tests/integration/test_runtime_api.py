@@ -487,7 +487,10 @@ def test_show_info_and_reload(api):
     assert info["Generation"] == "3" and info["Reloads"] == "2", info
     gens = command(api.sock, "show generations").splitlines()
     assert gens[0] == "# id age_s sessions state"
-    assert gens[-1].startswith("3 ") and gens[-1].endswith(" current"), gens
+    # The current generation first; an old one is listed (0 sessions) until every worker
+    # has let go of it.
+    assert gens[1].startswith("3 ") and gens[1].endswith(" current"), gens
+    assert all(g.split()[3] in ("old", "closing") for g in gens[2:]), gens
     assert get(api.port).strip() in ("s1", "s2")
 
 
@@ -660,41 +663,17 @@ while os.clock() - t0 < {load_s} do end
 local mod = require "wordmod"
 global {{ threads = 2, watch = {watch}, runtime = {{ socket = "{sock}" }} }}
 listen "web" {{
-  bind {{ "127.0.0.1:{port}" }},
+  bind {{ "127.0.0.1:{port}", threads = {{ 1 }} }},
+  bind {{ "127.0.0.1:{port2}", threads = {{ 2 }} }},
   service = function(applet) applet:send("{prefix}" .. mod.word .. "\\n") end,
 }}
 """
 
 
-def answers_by_worker(port, sock, n=20):
-    """{worker id: set of bodies} for n keep-alive connections opened at once (so that the
-    kernel hands them to both workers); `show sess` tells which worker holds which one."""
-    conns = [socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW) for _ in range(n)]
-    try:
-        bodies = {}
-        for s in conns:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        for s in conns:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = s.recv(65536)
-                assert chunk, data
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200"), data
-            length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
-            while len(body) < length:
-                body += s.recv(65536)
-            bodies[s.getsockname()[1]] = body.decode()
-        by_worker = {}
-        for line in command(sock, "show sess").splitlines():
-            m = re.match(r"worker=(\d+) .* src=127\.0\.0\.1:(\d+) ", line)
-            if m and int(m.group(2)) in bodies:
-                by_worker.setdefault(int(m.group(1)), set()).add(bodies[int(m.group(2))])
-        return by_worker
-    finally:
-        for s in conns:
-            s.close()
+def answers_by_worker(ports, sock=None, n=3):
+    """{worker id: set of bodies} from n requests to each of `ports` (SLOW_LOAD_CONFIG's
+    binds: the first is served by worker 1 only, the second by worker 2 only)."""
+    return {i + 1: {get(p) for _ in range(n)} for i, p in enumerate(ports)}
 
 
 def cpu_seconds(pid):
@@ -704,9 +683,9 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def every_worker_serves(port, sock, body, workers=2):
+def every_worker_serves(ports, sock, body, workers=2):
     """True when a round of requests reached every worker and each answered `body`."""
-    seen = answers_by_worker(port, sock)
+    seen = answers_by_worker(ports, sock)
     return len(seen) == workers and all(b == {body} for b in seen.values())
 
 
@@ -720,14 +699,15 @@ def test_watch_edit_during_startup(edited, crescent, tmp_path, sockdir):
     conf = tmp_path / "conf"
     conf.mkdir()
     (conf / "wordmod.lua").write_text('return { word = "m1" }\n')
-    port, sock = free_port(), sockdir / "rt.sock"
+    port, port2, sock = free_port(), free_port(), sockdir / "rt.sock"
+    ports = (port, port2)
     cfg = conf / "main.lua"
     text = lambda prefix: SLOW_LOAD_CONFIG.format(  # noqa: E731
-        load_s=0.5, watch="true", sock=sock, port=port, prefix=prefix)
+        load_s=0.5, watch="true", sock=sock, port=port, port2=port2, prefix=prefix)
     cfg.write_text(text("a "))
     c = crescent(cfg, ports=[port])
-    # The listening socket queues connections from the start; an answer means worker 1
-    # serves (it loaded m1), while worker 2 is still evaluating the script.
+    # Worker 1 alone serves `port`: an answer means it serves (it loaded m1), while worker
+    # 2 may still be evaluating the script.
     assert get(port) == "a m1\n"
     if edited == "module":
         (conf / "wordmod.lua").write_text('return { word = "m2" }\n')
@@ -737,10 +717,10 @@ def test_watch_edit_during_startup(edited, crescent, tmp_path, sockdir):
         want = "b m1\n"
     wait_until(lambda: "info: ready:" in c.stderr(), 10 * SLOW, "the ready line")
     try:
-        wait_until(lambda: every_worker_serves(port, sock, want), 5 * SLOW,
+        wait_until(lambda: every_worker_serves(ports, sock, want), 5 * SLOW,
                    f"every worker to serve {want!r}")
     except AssertionError as e:
-        raise AssertionError(f"{e}: {answers_by_worker(port, sock)}\n{c.describe()}") from None
+        raise AssertionError(f"{e}: {answers_by_worker(ports)}\n{c.describe()}") from None
 
 
 def test_reload_gives_every_worker_the_same_module(crescent, tmp_path, sockdir):
@@ -750,14 +730,15 @@ def test_reload_gives_every_worker_the_same_module(crescent, tmp_path, sockdir):
     conf.mkdir()
     module = conf / "wordmod.lua"
     module.write_text('return { word = "m1" }\n')
-    port, sock = free_port(), sockdir / "rt.sock"
+    port, port2, sock = free_port(), free_port(), sockdir / "rt.sock"
+    ports = (port, port2)
     cfg = conf / "main.lua"
     # Three evaluations of 0.6 s each per reload: the main state, worker 1, worker 2.
     cfg.write_text(SLOW_LOAD_CONFIG.format(load_s=0.6, watch="false", sock=sock, port=port,
-                                           prefix=""))
+                                           port2=port2, prefix=""))
     c = crescent(cfg, ports=[port])
     wait_until(lambda: "info: ready:" in c.stderr(), 10 * SLOW, "the ready line")
-    wait_until(lambda: every_worker_serves(port, sock, "m1\n"), 5 * SLOW, "both workers on m1")
+    wait_until(lambda: every_worker_serves(ports, sock, "m1\n"), 5 * SLOW, "both workers on m1")
     # The script's busy loop counts the process's CPU time (os.clock), and so does this
     # test: the edit lands between worker 1's require (1.2 s of CPU into the reload) and
     # worker 2's (1.8 s), however busy the machine is.
@@ -774,9 +755,5 @@ def test_reload_gives_every_worker_the_same_module(crescent, tmp_path, sockdir):
             reload.wait()
     assert reload.returncode == 0, out
     # Either content is right, as long as it is the same on every worker.
-    for _ in range(10):
-        seen = answers_by_worker(port, sock)
-        if len(seen) == 2:
-            break
-    assert len(seen) == 2, f"one worker took every connection: {seen}"
+    seen = answers_by_worker(ports)
     assert len(set.union(*seen.values())) == 1, f"workers disagree: {seen}\n{c.describe()}"

@@ -67,6 +67,18 @@ HEAD_CASES = {
     "bad_request_line": f"GET  /xff HTTP/1.1\r\n{H}\r\n",
     "bad_version": f"GET /xff HTTP/1.x\r\n{H}\r\n",
     "over_long_head": f"GET /xff HTTP/1.1\r\n{H}X-Long: {'a' * 20000}\r\n\r\n",
+    # Request targets and Host (issue 17 part 1, RFC 9112 3.2, RFC 3986 3.2.2).
+    "origin_form_without_slash": f"GET admin HTTP/1.1\r\n{H}\r\n",
+    "asterisk_with_get": f"GET * HTTP/1.1\r\n{H}\r\n",
+    "fragment": f"GET /xff#frag HTTP/1.1\r\n{H}\r\n",
+    "userinfo_in_target": f"GET http://user@example/xff HTTP/1.1\r\n{H}\r\n",
+    "authority_form_with_get": f"GET example:80 HTTP/1.1\r\n{H}\r\n",
+    "host_with_path": "GET /xff HTTP/1.1\r\nHost: a/b?c@d\r\n\r\n",
+    "host_list": "GET /xff HTTP/1.1\r\nHost: a, b\r\n\r\n",
+    "too_many_headers": f"GET /xff HTTP/1.1\r\n{H}" + "".join(
+        f"X-{i}: v\r\n" for i in range(1000)) + "\r\n",
+    # No end of head follows: the 400 must come at once, not at `timeout http_request`.
+    "bare_cr_then_wait": f"GET /xff HTTP/1.1\r\n{H}X-A: a\rb",
 }
 
 # Statuses other than 400, as documented in core/proto/http1.h: a transfer coding other
@@ -195,6 +207,57 @@ def test_well_formed_controls_pass(proxy):
         status, data, ended = exchange(proxy.port, raw)
         assert status == 200, f"{raw[:120]!r} -> {data[:300]!r}"
         assert ended == "closed", f"{raw[:120]!r}: Connection: close not honoured ({ended})"
+
+
+def test_bare_cr_is_answered_before_the_request_timeout(crescent, nginx):
+    """A bare CR gets its 400 as soon as the byte after it arrives: with a request timeout
+    far beyond the test's deadline, an answer can only come from the parser."""
+    port = free_port()
+    cfg = CONFIG.format(bind=addr(port), nginx=addr(nginx.port)).replace(
+        'http_request = "5s"', 'http_request = "600s"').replace('client = "5s"', 'client = "600s"')
+    crescent(cfg, ports=[port])
+    status, data, ended = exchange(port, f"GET /xff HTTP/1.1\r\n{H}X-A: a\rb", timeout=10 * SLOW)
+    assert (status, ended) == (400, "closed"), data[:300]
+
+
+def test_max_headers_is_configurable(crescent, nginx):
+    """global { tune = { max_headers = N } }: N field lines pass, N + 1 get 400."""
+    port = free_port()
+    cfg = CONFIG.format(bind=addr(port), nginx=addr(nginx.port)).replace(
+        'bufsize = "16k"', 'bufsize = "16k", tune = {{ max_headers = 5 }}'.replace("{{", "{").replace("}}", "}"))
+    crescent(cfg, ports=[port])
+    fields = lambda n: "".join(f"X-{i}: v\r\n" for i in range(n))
+    status, _, _ = exchange(port, f"GET /xff HTTP/1.1\r\n{H}{fields(3)}Connection: close\r\n\r\n")
+    assert status == 200
+    status, _, _ = exchange(port, f"GET /xff HTTP/1.1\r\n{H}{fields(4)}Connection: close\r\n\r\n")
+    assert status == 400
+
+
+def test_absolute_form_target_replaces_host(crescent, nginx):
+    """RFC 9112 3.2.2: with `GET http://evil.example/admin` and `Host: good.example`, a
+    Host ACL and the server both see evil.example, so an ACL that allows
+    good.example cannot be walked around."""
+    port = free_port()
+    cfg = f"""
+global {{ threads = 1 }}
+defaults {{ mode = "http", timeout = {{ connect = "2s", client = "5s", server = "5s" }} }}
+frontend "public" {{
+  bind {{ "{addr(port)}" }},
+  use_backend {{ "web", when = acl.hdr("host"):eq("good.example") }},
+  default_backend = "refused",
+}}
+backend "web" {{ server "nginx" {{ "{addr(nginx.port)}" }} }}
+backend "refused" {{ }}
+"""
+    crescent(cfg, ports=[port])
+    status, data, _ = exchange(
+        port, "GET http://good.example/host HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+    assert status == 200, data[:300]
+    assert b"http_host=good.example host=good.example" in data, data[:300]
+    # The walk-around: the ACL sees the target's host, not the Host field's.
+    status, data, _ = exchange(
+        port, "GET http://evil.example/host HTTP/1.1\r\nHost: good.example\r\nConnection: close\r\n\r\n")
+    assert status == 503, data[:300]
 
 
 def test_identical_duplicate_content_length_accepted(proxy):

@@ -100,7 +100,7 @@ TEST(HookBudget, InfiniteLoopInAHookIsCutOff) {
   std::chrono::milliseconds took{};
   HookDecision d = r.request("/loop", &took);
   ASSERT_EQ(d.kind, HookDecision::Kind::kFail);
-  EXPECT_THAT(d.error, StartsWith(r.path + ":15: hook exceeded its time budget (100 ms)\n"
+  EXPECT_THAT(d.error, StartsWith(r.path + ":15: http_request hook exceeded its time budget (100 ms)\n"
                                            "stack traceback:"));
   EXPECT_GE(took.count(), 100);
   EXPECT_LT(took.count(), 5000);
@@ -116,7 +116,7 @@ TEST(HookBudget, InfiniteLoopInAServiceIsCutOff) {
   core::ServiceResponse resp = r.service("/loop");
   EXPECT_FALSE(resp.ok);
   EXPECT_EQ(resp.status, 500);
-  EXPECT_THAT(resp.error, StartsWith(r.path + ":6: hook exceeded its time budget (100 ms)"));
+  EXPECT_THAT(resp.error, StartsWith(r.path + ":6: service exceeded its time budget (100 ms)"));
   resp = r.service("/");
   EXPECT_TRUE(resp.ok) << resp.error;
   EXPECT_EQ(resp.body, "ok");
@@ -135,12 +135,12 @@ TEST(HookBudget, LoopsInCoroutinesAndWarmFunctionsAreCutOff) {
   ASSERT_TRUE(r.runner);
   HookDecision d = r.request("/coroutine");
   ASSERT_EQ(d.kind, HookDecision::Kind::kFail);
-  EXPECT_THAT(d.error, HasSubstr(":19: hook exceeded its time budget"));
+  EXPECT_THAT(d.error, HasSubstr(":19: http_request hook exceeded its time budget"));
   // spin() ran hot while the config loaded: with the JIT on, its loop would be a
   // compiled trace by now, which no hook can interrupt.
   d = r.request("/warm");
   ASSERT_EQ(d.kind, HookDecision::Kind::kFail);
-  EXPECT_THAT(d.error, HasSubstr(":2: hook exceeded its time budget"));
+  EXPECT_THAT(d.error, HasSubstr(":2: http_request hook exceeded its time budget"));
   d = r.request("/jit");
   EXPECT_EQ(d.body, "false");
 }

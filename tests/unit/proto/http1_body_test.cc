@@ -57,6 +57,31 @@ TEST(Http1Body, ChunkedWithExtensionsAndTrailersUnderEverySplit) {
   EXPECT_EQ(t.messages[1].method, "GET");
 }
 
+// RFC 9110 §6.5.1: framing, routing, authentication and hop-by-hop fields are not
+// forwarded from trailers; the rest are, values trimmed (issue 17 part 1).
+TEST(Http1Body, ForbiddenTrailerFieldsAreDropped) {
+  const std::string in =
+      "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n0\r\n"
+      "Checksum: abc \r\n"
+      "Transfer-Encoding: chunked\r\n"
+      "content-length: 5\r\n"
+      "Host: evil.example\r\n"
+      "Connection: close\r\n"
+      "Authorization: Basic x\r\n"
+      "Trailer: Checksum\r\n"
+      "Content-Type: text/html\r\n"
+      "X-Done:1\r\n"
+      "\r\n"
+      "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+  Transcript t = expectSplitInvariant(in);
+  ASSERT_FALSE(t.error) << t;
+  ASSERT_EQ(t.messages.size(), 2u);
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(t.messages[0].trailers, (Fields{{"Checksum", "abc"}, {"X-Done", "1"}}));
+  EXPECT_TRUE(t.messages[1].trailers.empty());
+}
+
 TEST(Http1Body, PipelinedRequestsUnderEverySplit) {
   const std::string in =
       "GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"

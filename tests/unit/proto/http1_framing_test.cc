@@ -118,6 +118,60 @@ TEST(Http1Framing, RefusesSmugglingShapes) {
   }
 }
 
+// RFC 9112 §3.2: the request-target's forms, and Host as a reg-name or IP literal with a
+// port (issue 17 part 1). Each input is the exact bytes of the issue where it names one.
+TEST(Http1Framing, RefusesBadTargetsAndHosts) {
+  struct Case {
+    const char* line;
+    std::string fields;
+  };
+  const Case cases[] = {
+      {"GET admin HTTP/1.1", "Host: h\r\n"},  // origin-form must start with "/"
+      {"GET * HTTP/1.1", "Host: h\r\n"},      // "*" is for OPTIONS only
+      {"GET /a#frag HTTP/1.1", "Host: h\r\n"},
+      {"GET http://h/a#frag HTTP/1.1", "Host: h\r\n"},
+      {"GET http://user@evil.example/ HTTP/1.1", "Host: h\r\n"},
+      {"GET http:///a HTTP/1.1", "Host: h\r\n"},
+      {"GET ftp://h/a HTTP/1.1", "Host: h\r\n"},
+      {"GET h.example:80 HTTP/1.1", "Host: h\r\n"},  // authority-form is CONNECT's
+      {"CONNECT h.example HTTP/1.1", "Host: h\r\n"},
+      {"CONNECT /a HTTP/1.1", "Host: h\r\n"},
+      {"CONNECT h.example:99999 HTTP/1.1", "Host: h\r\n"},
+      {"GET / HTTP/1.1", "Host: a/b?c@d\r\n"},
+      {"GET / HTTP/1.1", "Host: a, b\r\n"},
+      {"GET / HTTP/1.1", "Host: a:b\r\n"},
+      {"GET / HTTP/1.1", "Host: a:65536\r\n"},
+      {"GET / HTTP/1.1", "Host: [::1\r\n"},
+      {"GET / HTTP/1.1", "Host: a%zz\r\n"},
+      {"GET / HTTP/1.1", "Host: a\\b\r\n"},
+  };
+  for (const Case& c : cases) {
+    Error err = refusedRequest(c.fields, c.line);
+    EXPECT_EQ(err.status, 400) << c.line << " " << c.fields;
+  }
+  for (const char* host : {"a.example", "a.example:8080", "127.0.0.1:80", "[::1]:443",
+                           "[2001:db8::7]", "xn--caf-dma.example", "a%41b", "h:", ""}) {
+    Framing f = request(std::string("Host: ") + host + "\r\n", "GET / HTTP/1.1");
+    EXPECT_EQ(f.body, BodyKind::kNone) << host;
+  }
+  request("Host: h\r\n", "OPTIONS * HTTP/1.1");
+  request("Host: h\r\n", "CONNECT h.example:443 HTTP/1.1");
+}
+
+// RFC 9112 §3.2.2: with an absolute-form target, Host becomes the target's authority, so
+// an ACL on Host and the server agree on the host (issue 17 part 1).
+TEST(Http1Framing, AbsoluteFormReplacesHost) {
+  Transcript t = expectSplitInvariant(
+      "GET http://evil.example/admin HTTP/1.1\r\nHost: good.example\r\nX: y\r\n\r\n"
+      "GET HTTPS://b.example:8443?q HTTP/1.0\r\n\r\n");
+  ASSERT_FALSE(t.error) << t;
+  ASSERT_EQ(t.messages.size(), 2u);
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(t.messages[0].headers, (Fields{{"Host", "evil.example"}, {"X", "y"}}));
+  EXPECT_EQ(t.messages[0].target, "http://evil.example/admin");
+  EXPECT_EQ(t.messages[1].headers, (Fields{{"Host", "b.example:8443"}}));  // added
+}
+
 TEST(Http1Framing, ChunkedCaseInsensitiveWithOws) {
   Framing f = request("Host: h\r\nTransfer-Encoding:  CHUNKED \r\n");
   EXPECT_EQ(f.body, BodyKind::kChunked);

@@ -99,9 +99,17 @@ TEST(Http1Parser, Http10RequestWithoutHost) {
 }
 
 TEST(Http1Parser, RequestTargetForms) {
-  for (const char* target :
-       {"/", "*", "http://a.example:8080/p?q", "a.example:443", "/%7Efoo", "/caf\xc3\xa9"}) {
-    std::string in = std::string("OPTIONS ") + target + " HTTP/1.1\r\nHost: h\r\n\r\n";
+  const std::pair<const char*, const char*> cases[] = {
+      {"GET", "/"},
+      {"OPTIONS", "*"},
+      {"GET", "http://a.example:8080/p?q"},
+      {"CONNECT", "a.example:443"},
+      {"GET", "/%7Efoo"},
+      {"GET", "/caf\xc3\xa9"},
+  };
+  for (auto [method, target] : cases) {
+    std::string in =
+        std::string(method) + " " + target + " HTTP/1.1\r\nHost: a.example:8080\r\n\r\n";
     Transcript t = runOneShot(in);
     ASSERT_FALSE(t.error) << target << " " << t;
     EXPECT_EQ(t.messages[0].target, target);
@@ -147,6 +155,54 @@ void expectRefused(const Refused& c, const Options& opt) {
 }
 
 const std::string kHost = "Host: h\r\n";
+
+// A bare CR is refused as soon as the byte after it arrives: the client that sends one
+// and waits gets its 400 now, not at the request timeout (issue 17).
+TEST(Http1Parser, BareCrIsRefusedWithoutWaitingForTheHeadsEnd) {
+  for (std::string in : {std::string("GET / HTTP/1.1\r\nHost: h\r\nX: a\rb"),
+                         std::string("GET /\rx"), std::string("\r\n\rG")}) {
+    HeadParser p;
+    HttpHead head;
+    Error err;
+    EXPECT_EQ(p.parseRequest(in, head, err), ParseResult::kError) << in;
+    EXPECT_EQ(err.status, 400);
+    EXPECT_EQ(err.reason, "bare CR in head");
+  }
+  // A CR as the last byte so far may be followed by its LF.
+  HeadParser p;
+  HttpHead head;
+  Error err;
+  std::string in = "GET / HTTP/1.1\r";
+  EXPECT_EQ(p.parseRequest(in, head, err), ParseResult::kIncomplete);
+  in += "\nHost: h\r";
+  EXPECT_EQ(p.parseRequest(in, head, err), ParseResult::kIncomplete);
+  in += "\n\r\n";
+  EXPECT_EQ(p.parseRequest(in, head, err), ParseResult::kComplete) << err.reason;
+}
+
+// HAProxy's tune.http.maxhdr: 101 field lines by default; one more is a 400 (a 502 for a
+// response), under every split of the input.
+TEST(Http1Parser, FieldCountLimit) {
+  auto request = [](int fields) {
+    std::string in = "GET / HTTP/1.1\r\nHost: h\r\n";
+    for (int i = 1; i < fields; ++i) in += "X-" + std::to_string(i) + ": v\r\n";
+    return in + "\r\n";
+  };
+  Transcript ok = expectSplitInvariant(request(101));
+  ASSERT_FALSE(ok.error) << ok;
+  EXPECT_EQ(ok.messages[0].headers.size(), 101u);
+  expectRefused({"102 fields", request(102), 400}, {});
+  Options small{.max_fields = 3};
+  EXPECT_FALSE(runOneShot(request(3), small).error);
+  Transcript t = runOneShot(request(4), small);
+  EXPECT_TRUE(t.error);
+  EXPECT_EQ(t.reason, "too many header fields");
+  std::string resp = "HTTP/1.1 200 OK\r\n";
+  for (int i = 0; i < 102; ++i) resp += "X-" + std::to_string(i) + ": v\r\n";
+  Transcript r = runOneShot(resp + "\r\n", {.request = false});
+  EXPECT_TRUE(r.error);
+  EXPECT_EQ(r.reason, "too many header fields");
+}
 
 TEST(Http1Parser, RefusesMalformedRequestHeads) {
   const Refused cases[] = {
@@ -287,7 +343,7 @@ TEST(Http1Parser, ByteAtATimeIsLinear) {
   std::string in = "GET / HTTP/1.1\r\nHost: h\r\n";
   while (in.size() < 900000) in += "X-Field-Name: some value of moderate length\r\n";
   in += "\r\n";
-  HeadParser p(1 << 20);
+  HeadParser p(1 << 20, 1 << 20);
   HttpHead head;
   Error err;
   auto start = std::chrono::steady_clock::now();

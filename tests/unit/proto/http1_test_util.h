@@ -30,6 +30,7 @@ struct Message {
   size_t body_bytes = 0;  // raw bytes feed() said belong to the body (framing included)
   std::string payload;    // what the sink received
   bool body_done = false;
+  std::vector<std::pair<std::string, std::string>> trailers;  // BodyDecoder::trailers()
   bool operator==(const Message&) const = default;
 };
 
@@ -65,6 +66,7 @@ struct Options {
   bool request = true;
   std::string_view request_method = "GET";  // for responses
   size_t max_head = 16384;
+  size_t max_fields = HeadParser::kDefaultMaxFields;
 };
 
 /// Feeds `input` cut at the ascending offsets in `cuts`; at the end of input an
@@ -72,7 +74,7 @@ struct Options {
 inline Transcript run(std::string_view input, const std::vector<size_t>& cuts,
                       const Options& opt = {}) {
   Transcript t;
-  HeadParser parser(opt.max_head);
+  HeadParser parser(opt.max_head, opt.max_fields);
   BodyDecoder decoder;
   StringSink sink;
   HttpHead head;
@@ -99,12 +101,13 @@ inline Transcript run(std::string_view input, const std::vector<size_t>& cuts,
         m.reason = head.reason;
         m.status = head.status;
         m.version_minor = head.version_minor;
-        for (const HeaderField& f : head.headers) m.headers.emplace_back(f.name, f.value);
         m.head_length = parser.headLength();
         Framing fr;
         bool ok = opt.request ? analyzeRequest(head, fr, err)
                               : analyzeResponse(head, opt.request_method, fr, err);
         if (!ok) return fail("analyze", err);
+        // After analyzeRequest: it may replace Host (absolute-form targets).
+        for (const HeaderField& f : head.headers) m.headers.emplace_back(f.name, f.value);
         m.body = fr.body;
         m.content_length = fr.content_length;
         m.keep_alive = fr.keep_alive;
@@ -125,6 +128,8 @@ inline Transcript run(std::string_view input, const std::vector<size_t>& cuts,
       if (decoder.state() == BodyDecoder::State::kError) return fail("body", decoder.error());
       if (!decoder.done()) return;  // needs more bytes
       m.body_done = true;
+      if (const HttpHead* tr = decoder.trailers())
+        for (const HeaderField& f : tr->headers) m.trailers.emplace_back(f.name, f.value);
       in_body = false;
       if (m.upgrade) {
         stop = true;  // the rest is a tunnel

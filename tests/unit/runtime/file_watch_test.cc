@@ -62,7 +62,7 @@ class FileWatchTest : public ::testing::Test {
     EXPECT_EQ(uv_loop_close(&loop_), 0);
   }
 
-  void start(std::vector<std::string> files, uint64_t debounce_ms) {
+  void start(std::vector<WatchedFile> files, uint64_t debounce_ms) {
     auto w = FileWatch::start(&loop_, std::move(files), debounce_ms, [this] {
       ++calls_;
       uv_update_time(&loop_);
@@ -238,6 +238,42 @@ TEST_F(FileWatchTest, SetFilesFromTheCallbackAddsAModule) {
   on_change_ = nullptr;
   writeFile(mod, "return 2\n");
   ASSERT_TRUE(awaitCalls(2));
+}
+
+// Issue 16's double reload: a check saw the file half written (truncated), the reload it
+// triggered read the whole file. With that text as the new baseline, the rest of the write
+// is no change: one callback, not two.
+TEST_F(FileWatchTest, TheLoadedTextIsTheBaseline) {
+  std::string cfg = tmp_.path("cfg.lua");
+  writeFile(cfg, "v = 1\n");
+  start({WatchedFile(cfg, "v = 1\n")}, 20);
+  on_change_ = [&] {
+    // The "reload": the rest of the write lands, then the loader reads the whole file.
+    writeFile(cfg, "v = 2\n");
+    ASSERT_TRUE(watch_->setFiles({WatchedFile(cfg, "v = 2\n")}).ok());
+  };
+  writeFile(cfg, "");  // the truncation the first check sees
+  ASSERT_TRUE(awaitCalls(1));
+  on_change_ = nullptr;
+  uint64_t checks = watch_->checks();
+  // The write's own event restarts the debounce: let that check run, and find nothing.
+  EXPECT_FALSE(runUntil([&] { return calls_ > 1; }, 300));
+  EXPECT_GE(watch_->checks(), checks);
+  EXPECT_EQ(calls_, 1);
+}
+
+// A write that landed after the caller read the file but before the watch started (an
+// edit during a slow start or reload) differs from the loaded text: reported once.
+TEST_F(FileWatchTest, AFileThatMovedOnWhileLoadingIsReportedOnce) {
+  std::string cfg = tmp_.path("cfg.lua");
+  writeFile(cfg, "v = 2\n");
+  start({WatchedFile(cfg, "v = 1\n")}, 20);
+  ASSERT_TRUE(awaitCalls(1));
+  EXPECT_EQ(watch_->checks(), 1u);
+  EXPECT_FALSE(runUntil([&] { return calls_ > 1; }, 200));
+  // Given the text it runs, an unchanged file is no change.
+  ASSERT_TRUE(watch_->setFiles({WatchedFile(cfg, "v = 2\n")}).ok());
+  EXPECT_FALSE(runUntil([&] { return watch_->checks() > 1; }, 200));
 }
 
 TEST_F(FileWatchTest, CallbackMayDestroyTheWatch) {

@@ -65,20 +65,24 @@ class RawClient {
     fd_ = -1;
   }
 
-  bool send(std::string_view data) {
+  bool send(std::string_view data) { return sendSome(data) == data.size(); }
+  // Sends what it can of `data` within 5 s; stops early when the peer closed (EPIPE,
+  // ECONNRESET). Returns the bytes sent.
+  size_t sendSome(std::string_view data) {
+    const size_t total = data.size();
     auto deadline = Clock::now() + 5s;
     while (!data.empty() && Clock::now() < deadline) {
       ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
       if (n > 0) {
         data.remove_prefix(static_cast<size_t>(n));
       } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        return false;
+        break;
       } else {
         pollfd p{fd_, POLLOUT, 0};
         ::poll(&p, 1, 100);
       }
     }
-    return data.empty();
+    return total - data.size();
   }
   void shutdownWrite() { ::shutdown(fd_, SHUT_WR); }
 
@@ -283,9 +287,11 @@ TEST_F(RuntimeApiTest, LongLineIsRefusedThenTheConnectionCloses) {
     EXPECT_TRUE(c.closedByServer());
   }
   {
-    // No newline at all: refused as soon as the line cannot fit any more.
+    // No newline at all: refused as soon as the line cannot fit any more. The server
+    // closes once it has read past the limit, so the rest of the send may meet a closed
+    // socket: what matters is that the limit was crossed.
     RawClient c(path_);
-    ASSERT_TRUE(c.send(std::string(200000, 'x')));
+    ASSERT_GT(c.sendSome(std::string(200000, 'x')), 65536u);
     EXPECT_EQ(c.read(), "error: command line too long (max 65536 bytes)\n\n");
     EXPECT_TRUE(c.closedByServer());
   }

@@ -48,12 +48,11 @@ class TunnelTest : public ::testing::Test, public Tunnel::Owner {
     EXPECT_TRUE(fd.ok()) << fd.message();
     Address bound = socketLocalAddress(*fd);
     Pair p;
-    struct Ctx {
+    struct Ctx : ListenerHandler {
       StreamPtr accepted;
+      void onListenerPending(Listener& l) override { accepted = l.accept(); }
     } ctx;
-    auto l = Listener::open(
-        loop_, *fd, false,
-        [](void* c, Listener& l) { static_cast<Ctx*>(c)->accepted = l.accept(); }, &ctx);
+    auto l = Listener::open(loop_, *fd, false, ctx);
     EXPECT_TRUE(l.ok());
     p.outer = Stream::create(loop_, Stream::Kind::kTcp);
     EXPECT_EQ(p.outer->connect(bound), 0);

@@ -93,12 +93,11 @@ class TlsStreamTest : public ::testing::Test {
     auto fd = openListenSocket(*Address::parse("127.0.0.1:0"));
     ASSERT_TRUE(fd.ok()) << fd.message();
     Address bound = socketLocalAddress(*fd);
-    struct Ctx {
+    struct Ctx : ListenerHandler {
       StreamPtr accepted;
+      void onListenerPending(Listener& l) override { accepted = l.accept(); }
     } ctx;
-    auto l = Listener::open(
-        loop_, *fd, false,
-        [](void* c, Listener& l) { static_cast<Ctx*>(c)->accepted = l.accept(); }, &ctx);
+    auto l = Listener::open(loop_, *fd, false, ctx);
     ASSERT_TRUE(l.ok());
     client_.s = Stream::create(loop_, Stream::Kind::kTcp);
     client_.s->setHandler(&client_);
