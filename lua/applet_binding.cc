@@ -89,7 +89,13 @@ int appletSend(lua_State* L) {
   ActiveCall& call = appletCall(L);
   std::string_view data = checkView(L, 2);
   call.service->started = true;
-  call.service->response->body.append(data);
+  core::Bytes& body = call.service->response->body;
+  // A response sent in one piece is sent from the Lua string itself (no copy).
+  if (body.empty()) {
+    body = bodyBytes(L, 2);
+  } else {
+    body.append(data);
+  }
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "lua/lua_util.h"
 
 #include <cstdarg>
+#include <memory>
 
 namespace crescent::lua {
 
@@ -60,6 +61,39 @@ int messageHandler(lua_State* L) {
 }
 int tracebackHandler(lua_State* L) {
   return guarded<tracebackImpl>(L);
+}
+
+void setMainThread(lua_State* L) {
+  lua_pushthread(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, kMainThreadKey);
+}
+
+core::Bytes bodyBytes(lua_State* L, int idx) {
+  // Below this a copy is cheaper than a registry slot, and the body joins the head's
+  // write anyway (Http1Connection's kCoalesceBody).
+  constexpr size_t kPinAtLeast = 64 * 1024;
+  size_t n = 0;
+  const char* p = lua_tolstring(L, idx, &n);
+  if (p == nullptr) return {};
+  if (n <= kPinAtLeast) return core::Bytes(std::string(p, n));
+  lua_getfield(L, LUA_REGISTRYINDEX, kMainThreadKey);
+  lua_State* main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  if (main == nullptr) return core::Bytes(std::string(p, n));
+  lua_pushvalue(L, idx);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  class Pin {
+   public:
+    Pin(lua_State* main, int ref) : main_(main), ref_(ref) {}
+    ~Pin() { luaL_unref(main_, LUA_REGISTRYINDEX, ref_); }
+    Pin(const Pin&) = delete;
+    Pin& operator=(const Pin&) = delete;
+
+   private:
+    lua_State* main_;
+    int ref_;
+  };
+  return core::Bytes::borrow(p, n, std::make_shared<Pin>(main, ref));
 }
 
 void setScriptPath(lua_State* L, const std::string& path) {

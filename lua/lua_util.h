@@ -13,6 +13,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/base/bytes.h"
+
 namespace crescent::lua {
 
 /// A binding body returns this (after pushing a message string) to have the trampoline
@@ -105,6 +107,17 @@ int raiseFormat(lua_State* L, const char* fmt, ...);
 /// a type error (luaL_checklstring) when it is not a string.
 std::string_view checkView(lua_State* L, int idx);
 
+/// The string (or number) at `idx` as a body to send: a copy when it is short, otherwise
+/// the Lua string itself, pinned in the registry until the last holder of the result lets
+/// go: no copy of a many-megabyte txn:reply body (issue 17 part 7). The holder must let
+/// go on this thread while the state is open: whoever keeps the result past the call
+/// adds what owns the state with Bytes::keepAlso. Raises (memory) like luaL_ref.
+core::Bytes bodyBytes(lua_State* L, int idx);
+
+/// Records L as the state's main thread (registry[kMainThreadKey]): what bodyBytes'
+/// pins unpin on, since the coroutine that pinned may be gone by then.
+void setMainThread(lua_State* L);
+
 /// Pushes the table registry[key], creating it on first use.
 void pushRegistryTable(lua_State* L, const char* key);
 
@@ -112,5 +125,6 @@ void pushRegistryTable(lua_State* L, const char* key);
 inline constexpr const char* kHooksKey = "crescent.hooks";
 inline constexpr const char* kConfigCtxKey = "crescent.config_ctx";
 inline constexpr const char* kScriptPathKey = "crescent.script_path";
+inline constexpr const char* kMainThreadKey = "crescent.main_thread";
 
 }  // namespace crescent::lua

@@ -161,6 +161,7 @@ Status ScriptState::evaluate(const LoadOptions& options) {
   // luaL_openlibs, whose luaopen_jit turns the compiler on.
   luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   setScriptPath(L, path_);
+  setMainThread(L);
   installStdlib(L);
   registerCrescentLib(L);
   registerWaits(L);

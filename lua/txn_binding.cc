@@ -105,8 +105,7 @@ int txnReply(lua_State* L) {
   ActiveCall& call = txnCall(L);
   int status = 0;
   if (checkStatus(L, 2, "reply", 0, status) == kRaise) return kRaise;
-  size_t blen = 0;
-  const char* body = luaL_optlstring(L, 3, "", &blen);
+  if (!lua_isnoneornil(L, 3)) luaL_checklstring(L, 3, nullptr);
   if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
   if (checkUndecided(L, call, "reply") == kRaise) return kRaise;
   std::vector<std::pair<std::string, std::string>> headers;
@@ -116,7 +115,7 @@ int txnReply(lua_State* L) {
   HookDecision& d = *call.decision;
   d.kind = HookDecision::Kind::kReply;
   d.status = status;
-  d.body.assign(body, blen);
+  d.body = lua_isnoneornil(L, 3) ? core::Bytes() : bodyBytes(L, 3);
   d.headers = std::move(headers);
   return 0;
 }

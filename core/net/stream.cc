@@ -42,6 +42,7 @@ struct Stream::WriteReq {
   uv_write_t req;
   Buffer buf;
   std::string str;
+  Bytes bytes;
   size_t len;
 };
 
@@ -191,6 +192,14 @@ void Stream::write(std::string data) {
   queueWrite(data.data(), data.size(), nullptr, &data);
 }
 
+void Stream::write(Bytes data) {
+  if (closing_ || data.empty()) return;
+  if (!data.borrowed()) return write(std::move(data).take());
+  std::string_view v = data.view();
+  if (filter_ != nullptr) return filterWrite(v.data(), v.size());
+  queueWrite(v.data(), v.size(), nullptr, nullptr, &data);
+}
+
 void Stream::write(std::string head, Buffer body) {
   if (closing_) return;
   if (head.empty()) return write(std::move(body));
@@ -219,7 +228,7 @@ void Stream::write(std::string head, Buffer body) {
   if (done < body.size()) queueWrite(body.data() + done, body.size() - done, &body, nullptr);
 }
 
-void Stream::queueWrite(const char* p, size_t n, Buffer* b, std::string* s) {
+void Stream::queueWrite(const char* p, size_t n, Buffer* b, std::string* s, Bytes* x) {
   if (writes_in_flight_ == 0 && !shutdown_started_) {
     uv_buf_t ub = uv_buf_init(const_cast<char*>(p), static_cast<unsigned>(n));
     int w = uv_try_write(uv(), &ub, 1);
@@ -235,6 +244,8 @@ void Stream::queueWrite(const char* p, size_t n, Buffer* b, std::string* s) {
   if (b != nullptr) {
     // Keep the buffer alive; p points inside it.
     req->buf = std::move(*b);
+  } else if (x != nullptr) {
+    req->bytes = std::move(*x);  // borrowed: the range does not move with its keeper
   } else {
     size_t off = static_cast<size_t>(p - s->data());
     req->str = std::move(*s);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/base/buffer.h"
+#include "core/base/bytes.h"
 #include "core/net/address.h"
 #include "core/net/event_loop.h"
 #include "core/net/stream_filter.h"
@@ -136,6 +137,9 @@ class Stream {
   /// close() before the report cancels it.
   void write(Buffer data);
   void write(std::string data);
+  /// Borrowed bytes are sent from where they are (no copy) and their keeper is held until
+  /// the kernel has them; owned ones as write(std::string).
+  void write(Bytes data);
   /// Queues `head` then `body` (e.g. a serialized HTTP head and the body bytes that came
   /// with it), sent with one writev when nothing is queued: one syscall, not two.
   void write(std::string head, Buffer body);
@@ -184,7 +188,9 @@ class Stream {
   static void onReportCb(uv_idle_t* h);
   // A write failed before reaching libuv's queue: onStreamError(uv_error) on a later turn.
   void reportLater(int uv_error);
-  void queueWrite(const char* p, size_t n, Buffer* b, std::string* s);
+  // Sends [p, p + n) now as far as the socket takes it and queues the rest, keeping what
+  // holds the bytes: `b`, `s` or `x` (exactly one non-null; p points inside it).
+  void queueWrite(const char* p, size_t n, Buffer* b, std::string* s, Bytes* x = nullptr);
   void startShutdown();
   // The filter path (stream.cc, "Transport filter").
   void filterInput(Buffer wire);

@@ -236,9 +236,11 @@ ParseResult HeadParser::parse(std::string_view buf, HttpHead& head, Error& err, 
       break;
     }
     size_t lf = static_cast<size_t>(static_cast<const char*>(hit) - data);
-    if (lf == line_start_ || data[lf - 1] != '\r') return fail(err, 400, "bare LF in head");
-    if (lf - 1 > pos && std::memchr(data + pos, '\r', lf - 1 - pos) != nullptr)
+    // The first bad byte decides, as it does when the head arrives a byte at a time: a
+    // bare CR before this LF is refused before the LF itself.
+    if (lf > pos + 1 && std::memchr(data + pos, '\r', lf - 1 - pos) != nullptr)
       return fail(err, 400, "bare CR in head");
+    if (lf == line_start_ || data[lf - 1] != '\r') return fail(err, 400, "bare LF in head");
     std::string_view line(data + line_start_, lf - 1 - line_start_);
     pos = lf + 1;
     if (phase_ == Phase::kStartLine) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/base/buffer.h"
+#include "core/base/bytes.h"
 #include "core/net/stream.h"
 #include "core/proto/http_head.h"
 
@@ -59,8 +60,9 @@ class ClientSide {
   /// by itself once that many bytes were sent; a kStream body ends with
   /// sendResponseEnd().
   virtual void sendResponseHead(HttpHead& head, BodyLength body, Buffer first) = 0;
-  /// Same with a body held in a string (local replies, Lua services).
-  virtual void sendResponseHead(HttpHead& head, BodyLength body, std::string first) = 0;
+  /// Same with a whole body crescent made or borrowed (local replies, Lua services): a
+  /// borrowed one is sent from where it is.
+  virtual void sendResponseHead(HttpHead& head, BodyLength body, Bytes first) = 0;
   /// More response payload.
   virtual void sendResponseData(Buffer data) = 0;
   /// The response body is complete (kStream; a no-op otherwise). `trailers`: trailer

@@ -139,7 +139,7 @@ class Exchange final : public Deletable,
   // Response side (exchange_response.cc)
   /// A response crescent makes: the hook's reply, a service's, an error page.
   void sendLocal(int status, std::string_view reason,
-                 const std::vector<std::pair<std::string, std::string>>& headers, std::string body);
+                 const std::vector<std::pair<std::string, std::string>>& headers, Bytes body);
   void sendError(int status, const char* term);
   /// Runs the next http_response hook on resp_ (kResponseHook), then sendResponse().
   void runResponseHooks();
@@ -197,7 +197,7 @@ class Exchange final : public Deletable,
   HttpHead* resp_ = nullptr;  // the response: local_resp_, or the server leg's head
   BodyLength resp_body_;
   Buffer resp_rest_;         // payload that came with the head, held while hooks run
-  std::string local_body_;   // a local response's body, held while hooks run
+  Bytes local_body_;         // a local response's body, held while hooks run
   bool resp_local_ = false;  // resp_ is a response crescent made
   bool resp_tunnel_ = false;
   bool resp_hooks_set_ = false;

@@ -34,7 +34,7 @@ void Exchange::sendError(int status, const char* term) {
 
 void Exchange::sendLocal(int status, std::string_view reason,
                          const std::vector<std::pair<std::string, std::string>>& headers,
-                         std::string body) {
+                         Bytes body) {
   if (leg_) leg_->abandon();  // a server's response (or attempt) is replaced
   if (!req_done_) {
     // The body will not be read: the connection cannot carry another request.
@@ -66,6 +66,9 @@ void Exchange::sendLocal(int status, std::string_view reason,
     h.add("content-length", std::to_string(body.size()));
     resp_body_ = BodyLength::of(body.size());
   }
+  // A borrowed body (a hook's Lua string) holds this generation, whose Lua state owns
+  // it, until the last byte is written: the exchange may end first.
+  body.keepAlso(wg_);
   local_body_ = std::move(body);
   resp_ = &local_resp_;
   resp_local_ = true;
@@ -151,7 +154,7 @@ void Exchange::sendResponse() {
   phase_ = Phase::kResponse;
   HttpHead& h = *resp_;
   if (resp_local_) {
-    std::string body = std::move(local_body_);
+    Bytes body = std::move(local_body_);
     // A Lua service's response is compressed like a server's (same rules); the whole
     // body is at hand, so the result keeps a Content-Length.
     std::string coded;
@@ -162,7 +165,8 @@ void Exchange::sendResponse() {
       framing.body = http1::BodyKind::kContentLength;
       framing.content_length = body.size();
       compression::Verdict v = compression::decide(compressionConfig(), gz_req_, h, framing);
-      if (v == compression::Verdict::kCompress && compressWhole(body, gz_req_.accepted, coded)) {
+      if (v == compression::Verdict::kCompress &&
+          compressWhole(body.view(), gz_req_.accepted, coded)) {
         compression::editResponseHead(h, gz_req_.accepted, false);
         h.add("content-length", std::to_string(coded.size()));
         resp_body_ = BodyLength::of(coded.size());

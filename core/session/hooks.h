@@ -11,6 +11,7 @@
 
 #include "core/backend/check_script.h"
 #include "core/backend/server.h"
+#include "core/base/bytes.h"
 #include "core/config/config.h"
 #include "core/net/address.h"
 #include "core/net/event_loop.h"
@@ -56,7 +57,7 @@ struct HookDecision {
   Kind kind = Kind::kContinue;
   int status = 0;
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
+  Bytes body;  ///< kReply: may borrow the hook's Lua string (held until it is sent)
   std::string backend;
   std::string error;  ///< for kFail: message with the Lua traceback
 };
@@ -67,7 +68,7 @@ struct ServiceResponse {
   int status = 200;
   std::string reason;  ///< empty: the standard reason phrase
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
+  Bytes body;  ///< may borrow a Lua string (one applet:send of a large body)
   std::string error;
 };
 

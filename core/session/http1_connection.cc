@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/base/log.h"
 #include "core/session/traffic_log.h"
 
@@ -345,23 +347,21 @@ void Http1Connection::sendResponseHead(HttpHead& head, BodyLength body, Buffer f
   sendResponseData(std::move(first));
 }
 
-void Http1Connection::sendResponseHead(HttpHead& head, BodyLength body, std::string first) {
+void Http1Connection::sendResponseHead(HttpHead& head, BodyLength body, Bytes first) {
   std::string out = frameHead(head, body);
-  if (!head_method_ && !first.empty()) {
-    if (resp_chunked_) {
-      out.append(fmt::format("{:x}\r\n", first.size()));
-      chunk_open_ = true;
-    }
-    // A small body goes in the head's string (one write); a large one is handed over as
-    // it is (the stream keeps the string: no copy of a many-megabyte reply).
-    if (first.size() <= kCoalesceBody) {
-      out.append(first);
-    } else {
-      write(std::move(out));
-      out = std::move(first);
-    }
+  if (head_method_ || first.empty()) return write(std::move(out));
+  if (resp_chunked_) {
+    out.append(fmt::format("{:x}\r\n", first.size()));
+    chunk_open_ = true;
+  }
+  // A small body goes in the head's string (one write); a large one is handed over as it
+  // is (the stream keeps the string or the borrowed bytes: no copy of a big reply).
+  if (first.size() <= kCoalesceBody) {
+    out.append(first.view());
+    return write(std::move(out));
   }
   write(std::move(out));
+  write(std::move(first));
 }
 
 void Http1Connection::sendResponseData(Buffer data) {
@@ -404,6 +404,12 @@ void Http1Connection::write(std::string s) {
   if (client_failed_) return;
   bytes_ += s.size();
   client_->write(std::move(s));
+}
+
+void Http1Connection::write(Bytes b) {
+  if (client_failed_) return;
+  bytes_ += b.size();
+  client_->write(std::move(b));
 }
 
 void Http1Connection::write(std::string head, Buffer b) {
@@ -567,8 +573,7 @@ void Http1Connection::armTimer() {
   uint64_t ms = 0;
   switch (state_) {
     case State::kIdle:
-      ms = first_request_ ? orElse(t.http_request, t.client)
-                          : orElse(t.http_keep_alive, orElse(t.http_request, t.client));
+      ms = idleTimeout();
       break;
     case State::kHead:
       ms = orElse(t.http_request, t.client);
@@ -590,6 +595,27 @@ void Http1Connection::armTimer() {
   timer_->start(ms);
 }
 
+uint64_t Http1Connection::idleTimeout() const {
+  const Timeouts& t = fe_->timeout;
+  return first_request_ ? orElse(t.http_request, t.client)
+                        : orElse(t.http_keep_alive, orElse(t.http_request, t.client));
+}
+
+// A response ends when its last byte is queued, so the connection may be idle while a
+// big one is still leaving. Until it is out, the client's inactivity timeout applies (as
+// HAProxy's `timeout client` while it sends); the keep-alive wait starts once it is out,
+// and a slow reader of a big reply is not cut.
+uint64_t Http1Connection::idleWaitLeft(uint64_t now) const {
+  uint64_t last = client_->lastActivity();  // the last read or completed write
+  uint64_t limit = idleTimeout();
+  uint64_t since = std::max(keepalive_since_, last);
+  if (client_->pendingBytes() > 0) {
+    if (fe_->timeout.client != 0) limit = fe_->timeout.client;
+    since = last;
+  }
+  return now - since < limit ? limit - (now - since) : 0;
+}
+
 void Http1Connection::onTimer(void* ctx) {
   static_cast<Http1Connection*>(ctx)->checkTimeouts();
 }
@@ -599,6 +625,7 @@ void Http1Connection::checkTimeouts() {
   const Timeouts& t = fe_->timeout;
   switch (state_) {
     case State::kIdle:
+      if (uint64_t left = idleWaitLeft(now); left != 0) return timer_->start(left);
       return finish();  // idle keep-alive: close quietly
     case State::kHead:
       logWarning("frontend \"{}\": 408 for {}: request head not received in time", fe_->name,

@@ -66,7 +66,7 @@ class Http1Connection final : public Session, private StreamHandler, private Cli
   void mustClose() override;
   void sendInterimResponse(const HttpHead& head) override;
   void sendResponseHead(HttpHead& head, BodyLength body, Buffer first) override;
-  void sendResponseHead(HttpHead& head, BodyLength body, std::string first) override;
+  void sendResponseHead(HttpHead& head, BodyLength body, Bytes first) override;
   void sendResponseData(Buffer data) override;
   void sendResponseEnd(const HttpHead* trailers) override;
   bool responseBlocked() const override;
@@ -83,6 +83,7 @@ class Http1Connection final : public Session, private StreamHandler, private Cli
   /// Serializes the final response head framed for `body` (HTTP/1).
   std::string frameHead(HttpHead& head, BodyLength body);
   void write(std::string s);
+  void write(Bytes b);
   void write(std::string head, Buffer b);
   /// An error before any exchange: the page, the log line, then close.
   void refuse(int status, const char* term);
@@ -91,6 +92,10 @@ class Http1Connection final : public Session, private StreamHandler, private Cli
   void resetRequest();
   void moveToNewest();
   void armTimer();
+  /// kIdle: the wait allowed for the next request (ms, 0: none).
+  uint64_t idleTimeout() const;
+  /// kIdle: ms left before the connection times out at `now`; 0 once it has.
+  uint64_t idleWaitLeft(uint64_t now) const;
   static void onTimer(void* ctx);
   void checkTimeouts();
 

@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -767,6 +766,61 @@ def tcp_server():
     yield start
     for s in servers:
         s.close()
+
+
+def read_head(conn):
+    """Reads from `conn` until the end of an HTTP head (CRLF CRLF). Returns the bytes read:
+    the head and whatever came after it in the same reads, or None when the peer closed
+    first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        b = conn.recv(65536)
+        if not b:
+            return None
+        data += b
+    return data
+
+
+def request_line(conn):
+    """Reads a request head from `conn` (read_head); returns its first line as text, or
+    None when the peer closed first."""
+    data = read_head(conn)
+    return None if data is None else data.split(b"\r\n", 1)[0].decode()
+
+
+def read_response(sock, pace=None):
+    """Reads one HTTP/1.1 response with a Content-Length body from `sock`. Returns
+    (status, headers {lowercase name: value}, body bytes), or None when the connection
+    ended before the first byte of a response; ConnectionError when it ended inside one.
+    `pace`: seconds to wait before each read of the body (a slow client)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            if not data:
+                return None
+            raise ConnectionError(f"connection closed inside a response head: {data!r}")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, value = line.split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" not in headers:
+        raise ConnectionError(f"response without content-length: {head!r}")
+    length = int(headers["content-length"])
+    while len(body) < length:
+        if pace:
+            time.sleep(pace)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(body)} of {length} body bytes")
+        body += chunk
+    if len(body) != length:
+        raise ConnectionError(f"{len(body) - length} bytes more than content-length")
+    return status, headers, body
 
 
 def recv_all(sock, timeout=10 * SLOW):

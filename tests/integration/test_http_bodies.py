@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from conftest import SLOW, addr, curl, free_port, recv_all
+from conftest import SLOW, addr, curl, free_port, recv_all, request_line
 
 CONFIG = """
 global {{ threads = 1 }}
@@ -31,19 +31,9 @@ PAYLOAD = os.urandom(10 * MB)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-def read_request_head(conn):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        b = conn.recv(65536)
-        if not b:
-            return None
-        data += b
-    return data.split(b"\r\n", 1)[0].decode()
-
-
 def app(conn):
     """Answers by path: /close, /chunked, /both, /badchunk, /badstatus."""
-    line = read_request_head(conn)
+    line = request_line(conn)
     if line is None:
         return
     path = line.split()[1]
@@ -58,17 +48,17 @@ def app(conn):
             piece = PAYLOAD[i:i + 100000]
             conn.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
         conn.sendall(b"0\r\nX-Sum: " + SHA.encode() + b"\r\n\r\n")
-        read_request_head(conn)  # keep the connection until the proxy closes it
+        request_line(conn)  # keep the connection until the proxy closes it
     elif path == "/both":
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
                      b"0\r\n\r\n")
-        read_request_head(conn)
+        request_line(conn)
     elif path == "/badchunk":
         conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
-        read_request_head(conn)
+        request_line(conn)
     elif path == "/badstatus":
         conn.sendall(b"HTTP/1.1 OK\r\nContent-Length: 0\r\n\r\n")
-        read_request_head(conn)
+        request_line(conn)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import random
 import socket
 import time
 
-from conftest import SLOW, addr, free_port, recv_all
+from conftest import SLOW, addr, free_port, read_head, recv_all
 
 CONFIG = """
 global {{ threads = 1 }}
@@ -55,16 +55,6 @@ def wait_peer_read(conn, timeout=10 * SLOW):
     raise AssertionError("crescent did not read the first piece of the response head")
 
 
-def read_request(conn):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        b = conn.recv(65536)
-        if not b:
-            return None
-        data += b
-    return data
-
-
 def make_head(framing, head_size=8192):
     """A response head of about head_size bytes (a handful of long fields: under the
     101-field limit)."""
@@ -91,7 +81,7 @@ def start(crescent, tcp_server, cases):
     def handler(conn):
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
-            if read_request(conn) is None:
+            if read_head(conn) is None:
                 return
             wire, split = todo.pop(0)
             conn.sendall(wire[:split])

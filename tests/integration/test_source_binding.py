@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from conftest import addr, curl, free_port, run_crescent
+from conftest import addr, curl, free_port, read_head, run_crescent
 
 CONFIG = """
 global {{ threads = 1 }}
@@ -29,22 +29,12 @@ backend "app" {{
 """
 
 
-def read_request_head(conn):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        b = conn.recv(65536)
-        if not b:
-            return None
-        data += b
-    return data
-
-
 def peer_reporter(peers):
     """A handler answering every request with "ip:port" of the peer, then closing."""
 
     def handle(conn):
         ip, port = conn.getpeername()[:2]
-        if read_request_head(conn) is None:
+        if read_head(conn) is None:
             return  # e.g. TCP mode's readiness probe: connected, sent nothing
         peers.append((ip, port))
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n"

@@ -26,6 +26,7 @@ import time
 
 import pytest
 
+import conftest
 from conftest import (
     SLOW,
     SOURCE_DIR,
@@ -198,34 +199,9 @@ def wait_log(proc, text, timeout=5 * SLOW):
 
 
 def read_response(sock):
-    """Reads one HTTP/1.1 response with a Content-Length body. Returns (status, headers,
-    body), or None when the connection ended before the first byte of a response."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            if not data:
-                return None
-            raise ConnectionError(f"connection closed inside a response head: {data!r}")
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, value = line.split(":", 1)
-        headers[name.strip().lower()] = value.strip()
-    if "content-length" not in headers:
-        raise ConnectionError(f"response without content-length: {head!r}")
-    length = int(headers["content-length"])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"connection closed inside a response body: {body!r}")
-        body += chunk
-    if len(body) != length:
-        raise ConnectionError(f"more bytes than content-length: {body!r}")
-    return status, headers, body.decode()
+    """conftest.read_response with the body as text."""
+    r = conftest.read_response(sock)
+    return None if r is None else (r[0], r[1], r[2].decode())
 
 
 def get(port, keep_alive=False, timeout=5 * SLOW):

@@ -85,7 +85,7 @@ TEST(HookTxn, ReadsTheRequest) {
   HookDecision d = f.runner->runHttpRequest(f.hook(), r.ctx);
   ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
   EXPECT_EQ(d.status, 200);
-  EXPECT_EQ(d.body,
+  EXPECT_EQ(d.body.view(),
             "GET|/a/b|x=1&y=2|/a/b?x=1&y=2|1.1|example.com|nil|one|two|2|text/html|"
             "10.1.2.3|5555|127.0.0.1|8080|public|txn|txn.req|false");
 }
@@ -101,20 +101,20 @@ TEST(HookTxn, TlsIsNilWithoutTlsAndATableWithIt) {
   Request plain;
   HookDecision d = f.runner->runHttpRequest(f.hook(), plain.ctx);
   ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
-  EXPECT_EQ(d.body, "nil");
+  EXPECT_EQ(d.body.view(), "nil");
 
   core::tls::Info info{"TLSv1.3", "TLS_AES_128_GCM_SHA256", "site.test", "http/1.1", true};
   Request r;
   r.ctx.tls = &info;
   d = f.runner->runHttpRequest(f.hook(), r.ctx);
   ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
-  EXPECT_EQ(d.body, "TLSv1.3|TLS_AES_128_GCM_SHA256|site.test|http/1.1|true");
+  EXPECT_EQ(d.body.view(), "TLSv1.3|TLS_AES_128_GCM_SHA256|site.test|http/1.1|true");
 
   core::tls::Info bare{"TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256", "", "", false};
   r.ctx.tls = &bare;  // no SNI, no ALPN: the fields are absent, not ""
   d = f.runner->runHttpRequest(f.hook(), r.ctx);
   ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
-  EXPECT_EQ(d.body, "TLSv1.2|ECDHE-ECDSA-AES128-GCM-SHA256|nil|nil|false");
+  EXPECT_EQ(d.body.view(), "TLSv1.2|ECDHE-ECDSA-AES128-GCM-SHA256|nil|nil|false");
 }
 
 TEST(HookTxn, EditsHeadersAndPath) {
@@ -181,7 +181,7 @@ TEST(HookTxn, ReplyDenyUseBackendContinue) {
     HookDecision d = f.runner->runHttpRequest(f.hook(), r.ctx);
     ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
     EXPECT_EQ(d.status, 201);
-    EXPECT_EQ(d.body, "made");
+    EXPECT_EQ(d.body.view(), "made");
     using H = std::vector<std::pair<std::string, std::string>>;
     EXPECT_EQ(d.headers,
               (H{{"content-type", "text/plain"}, {"set-cookie", "a=1"}, {"set-cookie", "b=2"}}));
@@ -191,13 +191,13 @@ TEST(HookTxn, ReplyDenyUseBackendContinue) {
     HookDecision d = f.runner->runHttpRequest(f.hook(), r.ctx);
     ASSERT_EQ(d.kind, HookDecision::Kind::kReply);
     EXPECT_EQ(d.status, 403);
-    EXPECT_EQ(d.body, "403 Forbidden\n");
+    EXPECT_EQ(d.body.view(), "403 Forbidden\n");
   }
   {
     Request r("GET", "/deny429");
     HookDecision d = f.runner->runHttpRequest(f.hook(), r.ctx);
     EXPECT_EQ(d.status, 429);
-    EXPECT_EQ(d.body, "429 Too Many Requests\n");
+    EXPECT_EQ(d.body.view(), "429 Too Many Requests\n");
   }
   {
     Request r("GET", "/other");
@@ -210,7 +210,7 @@ TEST(HookTxn, ReplyDenyUseBackendContinue) {
     HookDecision d = f.runner->runHttpRequest(f.hook(), r.ctx);
     EXPECT_EQ(d.kind, HookDecision::Kind::kReply);
     EXPECT_EQ(d.status, 204);
-    EXPECT_EQ(d.body, "");
+    EXPECT_EQ(d.body.view(), "");
   }
   {
     Request r("GET", "/nothing");
@@ -289,7 +289,7 @@ TEST(HookTxn, TxnUsedOutsideItsHook) {
   Request r2;
   HookDecision d = f.runner->runHttpRequest(f.hook(), r2.ctx);
   ASSERT_EQ(d.kind, HookDecision::Kind::kReply);
-  EXPECT_THAT(d.body, HasSubstr("txn used outside its hook"));
+  EXPECT_THAT(d.body.view(), HasSubstr("txn used outside its hook"));
 }
 
 TEST(HookTxn, UnknownHookId) {
@@ -324,7 +324,7 @@ TEST(HookService, StatusHeadersBody) {
   EXPECT_EQ(resp.reason, "Made");
   using H = std::vector<std::pair<std::string, std::string>>;
   EXPECT_EQ(resp.headers, (H{{"content-type", "text/plain"}, {"x-multi", "two"}}));
-  EXPECT_EQ(resp.body, "POST|/svc/x|a=b|1.1|10.1.2.3|5555|example.com|end");
+  EXPECT_EQ(resp.body.view(), "POST|/svc/x|a=b|1.1|10.1.2.3|5555|example.com|end");
 }
 
 TEST(HookService, ReceiveGetsTheBody) {
@@ -339,7 +339,7 @@ TEST(HookService, ReceiveGetsTheBody) {
   core::ServiceResponse resp = f.runner->runService(f.service("svc"), r.ctx, "hello world");
   ASSERT_TRUE(resp.ok) << resp.error;
   EXPECT_EQ(resp.status, 200);
-  EXPECT_EQ(resp.body, "hel+lo world+[]");
+  EXPECT_EQ(resp.body.view(), "hel+lo world+[]");
 }
 
 TEST(HookService, DefaultsAndErrors) {
@@ -360,7 +360,7 @@ TEST(HookService, DefaultsAndErrors) {
     EXPECT_TRUE(resp.ok);
     EXPECT_EQ(resp.status, 200);
     EXPECT_TRUE(resp.headers.empty());
-    EXPECT_EQ(resp.body, "");
+    EXPECT_EQ(resp.body.view(), "");
   }
   {
     Request r("GET", "/send-first");
@@ -368,7 +368,7 @@ TEST(HookService, DefaultsAndErrors) {
     EXPECT_FALSE(resp.ok);
     EXPECT_EQ(resp.status, 500);
     EXPECT_THAT(resp.error, HasSubstr("applet:set_status: the response has already started"));
-    EXPECT_EQ(resp.body, "");
+    EXPECT_EQ(resp.body.view(), "");
   }
   {
     Request r("GET", "/error");
@@ -385,7 +385,7 @@ TEST(HookService, DefaultsAndErrors) {
     EXPECT_TRUE(f.runner->runService(id, r1.ctx, "").ok);
     Request r2("GET", "/use-saved");
     core::ServiceResponse resp = f.runner->runService(id, r2.ctx, "");
-    EXPECT_THAT(resp.body, HasSubstr("applet used outside its service"));
+    EXPECT_THAT(resp.body.view(), HasSubstr("applet used outside its service"));
   }
 }
 

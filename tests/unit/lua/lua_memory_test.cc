@@ -107,7 +107,7 @@ TEST(LuaMemory, PcallCatchesTheRefusal) {
   ASSERT_TRUE(r.runner);
   HookDecision d = r.request("/pcall");
   ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
-  EXPECT_EQ(d.body, "false not enough memory");
+  EXPECT_EQ(d.body.view(), "false not enough memory");
 }
 
 TEST(LuaMemory, LiveDataAtTheCapFailsCallsThatAllocateUntilDropped) {

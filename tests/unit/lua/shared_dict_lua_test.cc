@@ -124,7 +124,7 @@ frontend "public" {
     Request r;
     core::HookDecision d = runner.runHttpRequest((*cfg)->frontends.at(0).http_request_hook, r.ctx);
     ASSERT_EQ(d.kind, core::HookDecision::Kind::kReply) << d.error;
-    EXPECT_EQ(d.body, "hello " + std::to_string(i) + " lua-hooks");
+    EXPECT_EQ(d.body.view(), "hello " + std::to_string(i) + " lua-hooks");
   }
 }
 

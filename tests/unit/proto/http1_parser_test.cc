@@ -180,6 +180,22 @@ TEST(Http1Parser, BareCrIsRefusedWithoutWaitingForTheHeadsEnd) {
   EXPECT_EQ(p.parseRequest(in, head, err), ParseResult::kComplete) << err.reason;
 }
 
+// A bare CR and a bare LF on one line: the CR comes first, so it is what every split of
+// the input reports, the whole head at once as well as a byte at a time (found by
+// tests/fuzz/http1_fuzz).
+TEST(Http1Parser, BareCrBeforeABareLfIsReportedUnderEverySplit) {
+  const std::string in = "GET / HTTP/1.1\r\nHost: exam\rm.\nAccept: */*\r\n\r\n";
+  for (size_t cut = 0; cut <= in.size(); ++cut) {
+    HeadParser p;
+    HttpHead head;
+    Error err;
+    ParseResult r = p.parseRequest(in.substr(0, cut), head, err);
+    if (r == ParseResult::kIncomplete) r = p.parseRequest(in, head, err);
+    ASSERT_EQ(r, ParseResult::kError) << cut;
+    EXPECT_EQ(err.reason, "bare CR in head") << cut;
+  }
+}
+
 // HAProxy's tune.http.maxhdr: 101 field lines by default; one more is a 400 (a 502 for a
 // response), under every split of the input.
 TEST(Http1Parser, FieldCountLimit) {
