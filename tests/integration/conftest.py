@@ -564,7 +564,7 @@ def runtime_command(sock, line, timeout=10 * SLOW):
             except (FileNotFoundError, ConnectionRefusedError):
                 if time.monotonic() >= deadline:
                     raise
-                time.sleep(0.02)
+                time.sleep(0.02)  # poll for the socket to appear, bounded by the deadline
         s.sendall(line.encode() + b"\n")
         data = b""
         while not data.endswith(b"\n\n"):
@@ -792,7 +792,8 @@ def read_response(sock, pace=None):
     """Reads one HTTP/1.1 response with a Content-Length body from `sock`. Returns
     (status, headers {lowercase name: value}, body bytes), or None when the connection
     ended before the first byte of a response; ConnectionError when it ended inside one.
-    `pace`: seconds to wait before each read of the body (a slow client)."""
+    `pace`: seconds to wait before each read of the body: a slow client, for tests where
+    the time a transfer takes is what is tested."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
