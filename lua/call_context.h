@@ -27,7 +27,7 @@ struct ServiceCall {
 };
 
 /// The phase a call runs in (docs/lua-api.md, "Phases"): what its txn may do.
-enum class Phase { kConnection, kRequest, kResponse, kBalancer, kService, kLog };
+enum class Phase { kConnection, kRequest, kResponse, kBalancer, kService, kLog, kErrorPage };
 
 /// What the Lua side of one exchange (or TCP session) shows its hooks: the state behind
 /// `txn` and its handles. It lives inside the txn userdata (so a handle kept past the

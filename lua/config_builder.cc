@@ -4,12 +4,15 @@
 
 #include <algorithm>
 #include <cctype>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/config/acl.h"
 #include "core/net/address.h"
+#include "core/proto/http1.h"
 #include "lua/lua_util.h"
 
 namespace crescent::lua {
@@ -484,6 +487,73 @@ void readBalance(std::string_view text, core::BackendConfig& be) {
   lookupEnum(text, kAlgos, be.algo);
 }
 
+// Reads and checks one errorfile (HAProxy's raw format): it parses as an HTTP/1 response
+// head, its status is `status`, and the whole file fits `bufsize` bytes.
+Status readErrorFile(const std::string& path, int status, uint64_t bufsize, core::ErrorFile& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::error("cannot read \"" + path + "\"");
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string raw = text.str();
+  if (raw.size() > bufsize) {
+    return Status::error("\"" + path + "\" is " + std::to_string(raw.size()) +
+                         " bytes, above tune.bufsize (" + std::to_string(bufsize) + ")");
+  }
+  core::HttpHead head;
+  core::http1::HeadParser parser(raw.size() + 1);
+  core::http1::Error err;
+  auto r = parser.parseResponse(raw, head, err);
+  if (r == core::http1::ParseResult::kIncomplete)
+    return Status::error("\"" + path + "\": no complete response head (status line, fields, "
+                         "empty line)");
+  if (r == core::http1::ParseResult::kError)
+    return Status::error("\"" + path + "\": not an HTTP response: " + err.reason);
+  if (head.status != status) {
+    return Status::error("\"" + path + "\" has status " + std::to_string(head.status) +
+                         ", configured for " + std::to_string(status));
+  }
+  out.status = status;
+  out.reason = std::string(head.reason);
+  out.path = path;
+  for (const auto& f : head.headers) {
+    if (core::equalsNoCase(f.name, "content-length") ||
+        core::equalsNoCase(f.name, "transfer-encoding") ||
+        core::equalsNoCase(f.name, "connection"))
+      continue;
+    out.headers.emplace_back(std::string(f.name), std::string(f.value));
+  }
+  out.body = raw.substr(parser.headLength());
+  return Status();
+}
+
+// t[key]: { hook = id, files = { { status, path, file, line, label }, ... } } (stdlib/
+// config.lua errorPages); absent: no pages.
+Status readErrorPages(lua_State* L, int t, const char* key, uint64_t bufsize,
+                      core::ErrorPages& out) {
+  lua_getfield(L, t, key);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return Status();
+  }
+  int pages = lua_gettop(L);
+  out.hook = static_cast<int>(intField(L, pages, "hook").value_or(0));
+  Status st = forEach(L, pages, "files", [&](int f) {
+    Loc at = locOf(L, f);
+    int status = static_cast<int>(intField(L, f, "status").value_or(0));
+    std::string path = stringField(L, f, "path").value_or("");
+    core::ErrorFile file;
+    Status one = readErrorFile(path, status, bufsize, file);
+    if (!one.ok()) {
+      return Status::error(at.prefix() + "errorfiles[" + std::to_string(status) +
+                           "]: " + one.message());
+    }
+    out.files.emplace(status, std::move(file));
+    return Status();
+  });
+  lua_settop(L, pages - 1);
+  return st;
+}
+
 Status readBackend(lua_State* L, int idx, core::Config& cfg) {
   core::BackendConfig be;
   Loc loc = locOf(L, idx);
@@ -523,7 +593,9 @@ Status readBackend(lua_State* L, int idx, core::Config& cfg) {
                                          : core::HttpReuse::kSafe;
   }
   readCompression(L, idx, be.compression);
-  Status st = forEach(L, idx, "servers", [&](int s) { return readServer(L, s, loc, be); });
+  Status st = readErrorPages(L, idx, "errors", cfg.global.bufsize, be.errors);
+  if (st.ok()) st = readErrorPages(L, idx, "default_errors", cfg.global.bufsize, be.default_errors);
+  if (st.ok()) st = forEach(L, idx, "servers", [&](int s) { return readServer(L, s, loc, be); });
   if (!st.ok()) return st;
   cfg.backends.push_back(std::move(be));
   return Status();
@@ -621,7 +693,9 @@ Status readFrontend(lua_State* L, int idx, core::Config& cfg) {
     fe.default_backend_index =
         static_cast<int>(intField(L, idx, "default_backend_index").value_or(-1));
   }
-  Status st = forEach(L, idx, "binds", [&](int b) { return readBind(L, b, loc, fe); });
+  Status st = readErrorPages(L, idx, "errors", cfg.global.bufsize, fe.errors);
+  if (st.ok()) st = readErrorPages(L, idx, "default_errors", cfg.global.bufsize, fe.default_errors);
+  if (st.ok()) st = forEach(L, idx, "binds", [&](int b) { return readBind(L, b, loc, fe); });
   if (st.ok()) st = forEach(L, idx, "use_backend", [&](int r) { return readRule(L, r, loc, fe); });
   if (!st.ok()) return st;
   cfg.frontends.push_back(std::move(fe));

@@ -1,5 +1,6 @@
 #include "lua/http_util.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace crescent::lua {
@@ -123,6 +124,49 @@ void pushHeaderTable(lua_State* L, const core::HttpHead& head) {
 
 void pushVersion(lua_State* L, const core::HttpHead& head) {
   lua_pushstring(L, head.version_minor == 0 ? "1.0" : "1.1");
+}
+
+bool readHeaderTable(lua_State* L, int idx, std::vector<std::pair<std::string, std::string>>& out,
+                     std::string& error) {
+  if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(L) + idx + 1;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      error = "header names must be strings";
+      return false;
+    }
+    size_t nlen = 0;
+    const char* n = lua_tolstring(L, -2, &nlen);
+    std::string name(n, nlen);
+    if (!isHeaderName(name)) {
+      lua_pop(L, 2);
+      error = "invalid header name \"" + name + "\"";
+      return false;
+    }
+    int count = lua_istable(L, -1) ? static_cast<int>(lua_objlen(L, -1)) : 1;
+    for (int i = 1; i <= count; ++i) {
+      if (lua_istable(L, -1))
+        lua_rawgeti(L, -1, i);
+      else
+        lua_pushvalue(L, -1);
+      size_t vlen = 0;
+      const char* v = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
+                          ? lua_tolstring(L, -1, &vlen)
+                          : nullptr;
+      if (v == nullptr || !isHeaderValue(std::string_view(v, vlen))) {
+        lua_pop(L, 3);
+        error = "invalid value for header \"" + name + "\"";
+        return false;
+      }
+      out.emplace_back(name, std::string(v, vlen));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  return true;
 }
 
 }  // namespace crescent::lua

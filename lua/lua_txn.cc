@@ -3,6 +3,7 @@
 #include <lua.hpp>
 
 #include "lua/hook_runner.h"
+#include "lua/http_util.h"
 #include "lua/lua_util.h"
 #include "lua/server_binding.h"
 
@@ -33,6 +34,56 @@ void pushLogInfo(lua_State* L, const core::LogInfo& i) {
   str("backend", i.backend);
   str("server", i.server);
   str("line", i.line);
+}
+
+// What error_page returned at `idx`: { status, headers, body } or the same named.
+void readErrorPage(lua_State* L, int idx, core::ErrorPageResult& out) {
+  if (!lua_istable(L, idx)) {
+    out.error = std::string("error_page must return { status, headers, body } or nil (got ") +
+                luaL_typename(L, idx) + ")";
+    return;
+  }
+  auto field = [L, idx](int pos, const char* name) {
+    lua_rawgeti(L, idx, pos);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_getfield(L, idx, name);
+    }
+  };
+  field(1, "status");
+  lua_Number status = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+  lua_pop(L, 1);
+  if (status < 100 || status > 999 || status != static_cast<int>(status)) {
+    out.error = "error_page: the status must be an integer from 100 to 999";
+    return;
+  }
+  out.status = static_cast<int>(status);
+  field(2, "headers");
+  if (lua_istable(L, -1)) {
+    std::string why;
+    if (!readHeaderTable(L, -1, out.headers, why)) {
+      lua_pop(L, 1);
+      out.error = "error_page: " + why;
+      return;
+    }
+  } else if (!lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    out.error = "error_page: headers must be a table";
+    return;
+  }
+  lua_pop(L, 1);
+  field(3, "body");
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t len = 0;
+    const char* b = lua_tolstring(L, -1, &len);
+    out.body.assign(b, len);
+  } else if (!lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    out.error = "error_page: body must be a string";
+    return;
+  }
+  lua_pop(L, 1);
+  out.page = true;
 }
 
 }  // namespace
@@ -108,6 +159,13 @@ core::ScriptStatus LuaTxn::start(int id, Phase phase, const char* what, int extr
   if (extra > 0) {
     lua_xmove(main, L, extra);
     nargs += extra;
+  }
+  if (phase == Phase::kErrorPage) {  // error_page(status, txn): the txn (or nil) goes last
+    if (!with_txn_) {
+      lua_pushnil(L);
+      lua_replace(L, -3);
+    }
+    lua_insert(L, -2);
   }
   phase_ = phase;
   waiter_ = waiter;
@@ -191,6 +249,13 @@ void LuaTxn::finishPhase() {
       }
       break;
     }
+    case Phase::kErrorPage:
+      if (failed) {
+        error_page_->error = std::move(error);
+        break;
+      }
+      if (co_->results() > 0 && !lua_isnil(L, 1)) readErrorPage(L, 1, *error_page_);
+      break;
   }
   if (call_ != nullptr) {
     call_->decision = nullptr;
@@ -250,6 +315,15 @@ void LuaTxn::log(int hook_id, const core::LogInfo& info, core::LogDecision& out)
   decision_ = nullptr;
   pushLogInfo(r_.host().L, info);
   start(hook_id, Phase::kLog, "log hook", 1, nullptr);
+}
+
+void LuaTxn::errorPage(int hook_id, int status, bool with_txn, core::ErrorPageResult& out) {
+  error_page_ = &out;
+  decision_ = nullptr;
+  with_txn_ = with_txn;
+  lua_pushinteger(r_.host().L, status);
+  start(hook_id, Phase::kErrorPage, "error_page", 1, nullptr);
+  with_txn_ = true;
 }
 
 }  // namespace crescent::lua

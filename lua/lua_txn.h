@@ -36,6 +36,7 @@ class LuaTxn final : public core::ScriptTxn, private Coroutine::Owner {
                                 core::ScriptWaiter& w) override;
   void rebind(core::RequestContext& ctx) override;
   void log(int hook_id, const core::LogInfo& info, core::LogDecision& out) override;
+  void errorPage(int hook_id, int status, bool with_txn, core::ErrorPageResult& out) override;
   void cancel() override;
 
  private:
@@ -63,6 +64,8 @@ class LuaTxn final : public core::ScriptTxn, private Coroutine::Owner {
   core::PickResult* pick_ = nullptr;
   const std::vector<core::Server*>* candidates_ = nullptr;
   core::LogDecision* log_ = nullptr;
+  core::ErrorPageResult* error_page_ = nullptr;
+  bool with_txn_ = true;  // error_page: false passes nil for txn
   core::ConnDecision* conn_ = nullptr;
   core::ConnectionPeek* peek_ = nullptr;
   std::string missing_;  // the error when the hook id is unknown

@@ -61,43 +61,11 @@ int checkStatus(lua_State* L, int idx, const char* method, int dflt, int& status
   return 0;
 }
 
-// Reads { name = value | { value, ... } } at idx into `out`, sorted by name.
+// Reads { name = value | { value, ... } } at idx into `out`, sorted by name; raises.
 int collectHeaders(lua_State* L, int idx, const char* what,
                    std::vector<std::pair<std::string, std::string>>& out) {
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      lua_pop(L, 2);
-      return raiseFormat(L, "%s: header names must be strings", what);
-    }
-    size_t nlen = 0;
-    const char* n = lua_tolstring(L, -2, &nlen);
-    std::string name(n, nlen);
-    if (!isHeaderName(name)) {
-      lua_pop(L, 2);
-      return raiseFormat(L, "%s: invalid header name \"%s\"", what, name.c_str());
-    }
-    int count = lua_istable(L, -1) ? static_cast<int>(lua_objlen(L, -1)) : 1;
-    for (int i = 1; i <= count; ++i) {
-      if (lua_istable(L, -1))
-        lua_rawgeti(L, -1, i);
-      else
-        lua_pushvalue(L, -1);
-      size_t vlen = 0;
-      const char* v = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
-                          ? lua_tolstring(L, -1, &vlen)
-                          : nullptr;
-      if (v == nullptr || !isHeaderValue(std::string_view(v, vlen))) {
-        lua_pop(L, 3);
-        return raiseFormat(L, "%s: invalid value for header \"%s\"", what, name.c_str());
-      }
-      out.emplace_back(name, std::string(v, vlen));
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-  }
-  std::stable_sort(out.begin(), out.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::string error;
+  if (!readHeaderTable(L, idx, out, error)) return raiseFormat(L, "%s: %s", what, error.c_str());
   return 0;
 }
 
@@ -130,6 +98,7 @@ int txnDeny(lua_State* L) {
   d.status = status;
   d.body = std::to_string(status) + " " + std::string(reasonPhrase(status)) + "\n";
   d.headers = {{"content-type", "text/plain"}};
+  d.error_page = true;
   return 0;
 }
 

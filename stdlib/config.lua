@@ -217,6 +217,21 @@ local function newContext(opts)
     return #hooks
   end
 
+  -- A level's error pages for the C++ builder, which reads and checks each file: the
+  -- errorfiles sorted by status, each with where it was written, and the error_page hook.
+  local function errorPages(obj, files, fn)
+    local pages = { hook = fn and registerHook(fn) or 0, files = {} }
+    if files then
+      local at = keyLine(obj.file, obj.line, "errorfiles")
+      for status, path in pairs(files) do
+        pages.files[#pages.files + 1] = { status = status, path = path, file = obj.file,
+          line = valueLine(obj.file, at, path), label = obj.label }
+      end
+      sort(pages.files, function(a, b) return a.status < b.status end)
+    end
+    return pages
+  end
+
   local function checkOpen(level, what)
     if ctx.sealed then
       raise(level + 1, what .. ": configuration functions can only be used while the " ..
@@ -407,6 +422,8 @@ local function newContext(opts)
     end
     if out.tcp_request then fe.tcp_request_hook = registerHook(out.tcp_request) end
     fe.inspect_delay = out.inspect_delay
+    fe.errors = errorPages(obj, out.errorfiles, out.error_page)
+    fe.default_errors = D.error_pages
     if type(fe.log) == "function" then
       fe.log_hook = registerHook(fe.log)
       fe.log = true
@@ -436,6 +453,9 @@ local function newContext(opts)
       pool = pick(out.pool, D.pool),
       http_reuse = pick(out.http_reuse, D.http_reuse),
       servers = {},
+      -- a listen's pages are its frontend's (one level, not two)
+      errors = obj.kind ~= "listen" and errorPages(obj, out.errorfiles, out.error_page) or nil,
+      default_errors = D.error_pages,
     }
     local balance = pick(out.balance, D.balance)
     if type(balance) == "table" then
@@ -575,6 +595,7 @@ local function newContext(opts)
     local file, line = callsite(2)
     local obj = { kind = "defaults", label = "defaults", file = file, line = line }
     ctx.defaults = checkBody(obj, body, schema.defaults, {})
+    ctx.defaults.error_pages = errorPages(obj, ctx.defaults.errorfiles, ctx.defaults.error_page)
   end
 
   G.frontend = section("frontend")

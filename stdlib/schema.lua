@@ -77,6 +77,10 @@ local CHECK_KEYS = {
   observe = { t = "enum", values = { "layer4", "layer7" } }, error_limit = int(1, 100000),
 }
 local CHECK = { t = "table", what = "check", keys = CHECK_KEYS }
+-- errorfiles = { [503] = "errors/503.http", ... }: HAProxy's errorfile, for the statuses
+-- crescent answers itself (the files are read and checked in lua/config_builder.cc).
+local ERRORFILES = { t = "errorfiles", statuses = { 400, 403, 404, 405, 407, 408, 410, 413,
+  414, 421, 425, 429, 431, 500, 501, 502, 503, 504, 505 } }
 local SERVER_CHECK = { t = "check", keys = CHECK_KEYS }
 
 _M.global = {
@@ -115,19 +119,21 @@ _M.defaults = {
   mode = MODE, timeout = TIMEOUT, retries = int(0, 100), redispatch = BOOL,
   forwardfor = BOOL, maxconn = int(0, INT_MAX), balance = BALANCE, log = BOOL,
   hash_type = HASH_TYPE, check = CHECK, source = SOURCE, compression = COMPRESSION,
-  pool = POOL, http_reuse = HTTP_REUSE,
+  pool = POOL, http_reuse = HTTP_REUSE, errorfiles = ERRORFILES, error_page = FUNC,
 }
 
 _M.frontend = {
   mode = MODE, timeout = TIMEOUT, maxconn = int(0, INT_MAX), forwardfor = BOOL, log = LOG,
   http_request = FUNC, http_response = FUNC, default_backend = { t = "string" },
   compression = COMPRESSION, tcp_request = FUNC, inspect_delay = DURATION,
+  errorfiles = ERRORFILES, error_page = FUNC,
 }
 
 _M.backend = {
   mode = MODE, timeout = TIMEOUT, balance = BALANCE, retries = int(0, 100), redispatch = BOOL,
   forwardfor = BOOL, service = FUNC, hash_type = HASH_TYPE, check = CHECK, source = SOURCE,
   compression = COMPRESSION, http_response = FUNC, pool = POOL, http_reuse = HTTP_REUSE,
+  errorfiles = ERRORFILES, error_page = FUNC,
 }
 
 _M.listen = {}
@@ -380,6 +386,25 @@ function checks.ints(spec, key, v)
     if type(x) ~= "number" or x % 1 ~= 0 or x < spec.min or x > spec.max then
       return nil, format('"%s"[%d] must be an integer between %d and %d (got %s)', key, i,
         spec.min, spec.max, tostring(x))
+    end
+  end
+  return v
+end
+
+-- errorfiles = { [status] = "path", ... }, status one of spec.statuses.
+function checks.errorfiles(spec, key, v)
+  if type(v) ~= "table" or acl.is_acl(v) then
+    return nil, typeError(key, "a table { [503] = \"file.http\", ... }", v)
+  end
+  for status, path in pairs(v) do
+    local known = false
+    for _, s in ipairs(spec.statuses) do if s == status then known = true end end
+    if not known then
+      return nil, format('"%s": [%s]: not a status crescent answers itself (one of %s)', key,
+        tostring(status), table.concat(spec.statuses, ", "))
+    end
+    if type(path) ~= "string" or path == "" then
+      return nil, format('"%s"[%d] must be a file name (got %s)', key, status, typeName(path))
     end
   end
   return v

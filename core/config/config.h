@@ -13,8 +13,10 @@
 // leaves no existing folder that all of them may include.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/net/address.h"
@@ -205,6 +207,28 @@ struct LuaBalancerConfig {
   bool enabled() const { return pick_hook > 0; }
 };
 
+/// A page served instead of crescent's own for one status: HAProxy's `errorfile`, a raw
+/// HTTP/1 response (status line, fields, empty line, body) read and checked when the
+/// config loads (lua/config_builder.cc): it parses, its status is the one it is
+/// configured for, and it fits tune.bufsize. Content-Length, Transfer-Encoding and
+/// Connection fields of the file are dropped; crescent frames the body itself.
+struct ErrorFile {
+  int status = 0;
+  std::string reason;  ///< the file's reason phrase ("" when it has none)
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string path;  ///< as written in the config
+};
+
+/// The error pages of one level (defaults, frontend or backend): `errorfiles` by status,
+/// and `error_page = function(status, txn)` (a Lua hook id, 0: none). At one level a file
+/// for the status comes before the function; a function that returns nil passes on.
+struct ErrorPages {
+  std::map<int, ErrorFile> files;
+  int hook = 0;
+  bool empty() const { return files.empty() && hook == 0; }
+};
+
 /// Which requests may go on an idle pooled connection (HAProxy's `http-reuse`).
 enum class HttpReuse {
   kNever,   ///< none: every request on a new connection
@@ -234,6 +258,8 @@ struct BackendConfig {
   int pool_max_idle = 64;
   HttpReuse http_reuse = HttpReuse::kSafe;
   CompressionConfig compression;
+  ErrorPages errors;          ///< the backend's own errorfiles / error_page (first in line)
+  ErrorPages default_errors;  ///< those of the defaults it was declared under (after the frontend's)
   int line = 0;
 };
 
@@ -263,6 +289,8 @@ struct FrontendConfig {
   int tcp_request_hook = 0;        ///< >0: `tcp_request = function(conn)`, before any protocol
   uint64_t inspect_delay = 5000;   ///< ms conn.sni / conn:peek() wait by default
   CompressionConfig compression;
+  ErrorPages errors;          ///< the frontend's own errorfiles / error_page
+  ErrorPages default_errors;  ///< those of the defaults it was declared under
   int line = 0;
 };
 

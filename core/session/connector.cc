@@ -93,7 +93,7 @@ void Connector::onStreamConnected(Stream& s, int status) {
   if (server_->config().send_proxy != 0) writeProxyHeader(*stream_, *server_);
   // TLS to the server: after the PROXY header (which goes out in clear), before the
   // hand-over; `timeout connect` keeps running over the handshake, and a failed handshake
-  // is a failed attempt (retried, then 502). onStreamTlsReady continues.
+  // is a failed attempt (retried, then 503). onStreamTlsReady continues.
   if (const tls::ClientContext* tls = wg_.gen().serverTls(backend_.index(), server_->index())) {
     if (int rc = tls::startTls(*stream_, *tls); rc != 0) {
       logWarning("backend \"{}\": server \"{}\": cannot start TLS: {}", backend_.name(),

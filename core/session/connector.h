@@ -13,8 +13,8 @@ namespace crescent::core {
 /// Why no server connection could be made, for the status and the termination state.
 enum class ConnectFailure {
   kNoServer,  ///< no usable server (all weight 0, full, or none): 503, "SC"
-  kError,     ///< refused/unreachable after every retry: 502, "SC"
-  kTimeout,   ///< `timeout connect` after every retry: 504, "sC"
+  kError,     ///< refused/unreachable after every retry: 503, "SC" (as HAProxy)
+  kTimeout,   ///< `timeout connect` after every retry: 503, "sC" (as HAProxy)
 };
 
 /// The TLVs of the PROXY v2 header sent to a server (haproxy's doc/proxy-protocol.txt

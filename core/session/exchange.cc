@@ -92,6 +92,7 @@ void Exchange::onRequestHookDone() {
       return route(selectBackend(fe_, sample));
     }
     case HookDecision::Kind::kReply:
+      if (d.error_page) return sendPage(d.status, d.headers, std::move(d.body));
       return sendLocal(d.status, {}, d.headers, std::move(d.body));
     case HookDecision::Kind::kFail:
       logError("frontend \"{}\": http_request hook failed: {}", fe_.name, d.error);

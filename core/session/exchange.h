@@ -141,6 +141,8 @@ class Exchange final : public Deletable,
   void sendLocal(int status, std::string_view reason,
                  const std::vector<std::pair<std::string, std::string>>& headers, Bytes body);
   void sendError(int status, const char* term);
+  void sendPage(int status, const std::vector<std::pair<std::string, std::string>>& headers,
+                Bytes body);
   /// Runs the next http_response hook on resp_ (kResponseHook), then sendResponse().
   void runResponseHooks();
   void onResponseHookDone();

@@ -3,15 +3,11 @@
 #include <fmt/format.h>
 
 #include "core/base/log.h"
+#include "core/session/error_pages.h"
 #include "core/session/exchange.h"
 
 namespace crescent::core {
 namespace {
-
-std::string errorBody(int status) {
-  std::string_view reason = http1::reasonPhrase(status);
-  return fmt::format("<html><body><h1>{} {}</h1></body></html>\n", status, reason);
-}
 
 bool noBodyStatus(int status) {
   return status == 204 || status == 304 || (status >= 100 && status < 200);
@@ -28,8 +24,25 @@ void Exchange::sendError(int status, const char* term) {
   if (txn_) txn_->cancel();                  // a hook that waits (a timeout) is over
   must_close_ = true;
   client_.mustClose();
-  sendLocal(status, {}, {{"cache-control", "no-cache"}, {"content-type", "text/html"}},
-            errorBody(status));
+  sendPage(status, {{"cache-control", "no-cache"}, {"content-type", "text/html"}},
+           defaultErrorBody(status));
+}
+
+// The configured error page for `status` (errorfiles, error_page: the backend's, the
+// frontend's, then the defaults'), or `headers` and `body` when there is none.
+void Exchange::sendPage(int status, const std::vector<std::pair<std::string, std::string>>& headers,
+                        Bytes body) {
+  const BackendConfig* be = backend_ >= 0 ? &wg_->config().backends[backend_] : nullptr;
+  const ErrorPages* own = be ? &be->errors : nullptr;
+  const ErrorPages* defaults = be ? &be->default_errors : nullptr;
+  bool lua = fe_.errors.hook > 0 || fe_.default_errors.hook > 0 ||
+             (be && (own->hook > 0 || defaults->hook > 0));
+  ErrorPageResult page;
+  if (resolveErrorPage({own, &fe_.errors, defaults, &fe_.default_errors}, status,
+                       lua ? txn() : nullptr, true, "frontend \"" + fe_.name + "\"", page)) {
+    return sendLocal(page.status, page.reason, page.headers, std::move(page.body));
+  }
+  sendLocal(status, {}, headers, std::move(body));
 }
 
 void Exchange::sendLocal(int status, std::string_view reason,
@@ -134,7 +147,11 @@ bool Exchange::applyResponseDecision() {
       return true;
     case HookDecision::Kind::kReply:
       resp_hook_ = resp_hooks_.size();  // the reply is final
-      sendLocal(d.status, {}, d.headers, std::move(d.body));
+      if (d.error_page) {
+        sendPage(d.status, d.headers, std::move(d.body));
+      } else {
+        sendLocal(d.status, {}, d.headers, std::move(d.body));
+      }
       return false;
     case HookDecision::Kind::kFail:
       logError("frontend \"{}\": http_response hook failed: {}", fe_.name, d.error);

@@ -58,6 +58,9 @@ struct HookDecision {
   int status = 0;
   std::vector<std::pair<std::string, std::string>> headers;
   Bytes body;  ///< kReply: may borrow the hook's Lua string (held until it is sent)
+  /// kReply from txn:deny: a configured error page for `status` (errorfiles, error_page)
+  /// replaces status/headers/body when there is one.
+  bool error_page = false;
   std::string backend;
   std::string error;  ///< for kFail: message with the Lua traceback
 };
@@ -103,6 +106,17 @@ struct LogDecision {
   Kind kind = Kind::kDefault;
   std::string line;   ///< for kReplace
   std::string error;  ///< the hook raised: logged, and the default line is written
+};
+
+/// What an `error_page = function(status, txn)` hook returned: a page ({ status, headers,
+/// body }, positional or named), or nothing (nil: the next level's page, then crescent's).
+struct ErrorPageResult {
+  bool page = false;  ///< false: no page from this hook (nil, or `error` set)
+  int status = 0;     ///< the status to send (the hook may change it)
+  std::string reason;  ///< "" : the standard phrase
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string error;  ///< the hook raised, waited or returned something else: logged
 };
 
 /// The caller's side of ConnectionPeek::notifyMore().
@@ -199,6 +213,10 @@ class ScriptTxn {
   virtual void rebind(RequestContext& ctx) = 0;
   /// The `log = function(txn, info)` hook. Never waits: an attempt to is an error.
   virtual void log(int hook_id, const LogInfo& info, LogDecision& out) = 0;
+  /// The `error_page = function(status, txn)` hook for a response crescent makes itself
+  /// with `status`. Never waits: an attempt to is an error. `with_txn` false: the
+  /// function gets nil for txn (the request could not be read: 400, 408, 413 on a head).
+  virtual void errorPage(int hook_id, int status, bool with_txn, ErrorPageResult& out) = 0;
   /// Cancels the phase that waits, if any: its coroutine is dropped, its sockets and
   /// timers closed, and its waiter is not called. The txn stays usable.
   virtual void cancel() = 0;

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/base/log.h"
+#include "core/session/error_pages.h"
 #include "core/session/traffic_log.h"
 
 namespace crescent::core {
@@ -495,17 +496,42 @@ std::string Http1Connection::describe() const {
 
 // ---------------------------------------------------------------- errors and close
 
+// The bytes of a refusal with `status`: the frontend's error page (its own, then its
+// defaults'; an error_page function gets nil for txn: there is no request to show), or
+// crescent's own. Always `connection: close`.
+std::string Http1Connection::refusalPage(int status) {
+  ErrorPageResult page;
+  std::unique_ptr<ScriptTxn> txn;
+  HttpHead none;
+  RequestContext ctx{none, src_, dst_, fe_->name};
+  if ((fe_->errors.hook > 0 || fe_->default_errors.hook > 0) && wg_->scripts() != nullptr)
+    txn = wg_->scripts()->newTxn(ctx);
+  if (!resolveErrorPage({&fe_->errors, &fe_->default_errors}, status, txn.get(), false,
+                        "frontend \"" + fe_->name + "\"", page)) {
+    page.status = status;
+    page.headers = {{"cache-control", "no-cache"}, {"content-type", "text/html"}};
+    page.body = defaultErrorBody(status);
+  }
+  std::string_view reason = page.reason.empty() ? http1::reasonPhrase(page.status) : page.reason;
+  std::string out = fmt::format("HTTP/1.1 {} {}\r\n", page.status, reason);
+  for (const auto& [n, v] : page.headers) {
+    if (equalsNoCase(n, "content-length") || equalsNoCase(n, "connection") ||
+        equalsNoCase(n, "transfer-encoding"))
+      continue;
+    fmt::format_to(std::back_inserter(out), "{}: {}\r\n", n, v);
+  }
+  fmt::format_to(std::back_inserter(out), "content-length: {}\r\nconnection: close\r\n\r\n",
+                 page.body.size());
+  out += page.body;
+  return out;
+}
+
 // A request refused before any exchange: `status` (-1: the client left or timed out, no
 // page) with a page and `Connection: close`, its log line, then close.
 void Http1Connection::refuse(int status, const char* term) {
   uint64_t bytes = 0;
   if (status > 0 && !client_failed_) {
-    std::string_view reason = http1::reasonPhrase(status);
-    std::string body = fmt::format("<html><body><h1>{} {}</h1></body></html>\n", status, reason);
-    std::string out = fmt::format(
-        "HTTP/1.1 {} {}\r\ncontent-length: {}\r\ncache-control: no-cache\r\ncontent-type: "
-        "text/html\r\nconnection: close\r\n\r\n{}",
-        status, reason, body.size(), body);
+    std::string out = refusalPage(status);
     bytes = out.size();
     client_->write(std::move(out));
   }

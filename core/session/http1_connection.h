@@ -87,6 +87,7 @@ class Http1Connection final : public Session, private StreamHandler, private Cli
   void write(std::string head, Buffer b);
   /// An error before any exchange: the page, the log line, then close.
   void refuse(int status, const char* term);
+  std::string refusalPage(int status);
   void beginClosing();
   void finish();
   void resetRequest();

@@ -144,10 +144,13 @@ void ServerLeg::onConnectFailed(ConnectFailure why, Server* last) {
   switch (why) {
     case ConnectFailure::kNoServer:
       return fail(503, "SC");
+    // As HAProxy: a server that cannot be reached after the retries is 503, refused
+    // ("SC") or silent past `timeout connect` ("sC"); 502 is for a response that is
+    // invalid or cut (server_leg_response.cc).
     case ConnectFailure::kError:
-      return fail(502, "SC");
+      return fail(503, "SC");
     case ConnectFailure::kTimeout:
-      return fail(504, "sC");
+      return fail(503, "sC");
   }
 }
 

@@ -470,7 +470,7 @@ def test_retries_and_redispatch_against_refusing_server(crescent, servers):
     assert d["server"] == "good" and int(d["retries"]) == 2, d
 
 
-def test_retries_without_redispatch_give_502(crescent, servers):
+def test_retries_without_redispatch_give_503(crescent, servers):
     dead = free_port()
     port = free_port()
     body = f"""
@@ -479,7 +479,7 @@ def test_retries_without_redispatch_give_502(crescent, servers):
 """
     c = crescent(config(port, body), ports=[port])
     status, _ = get(port, "/x")
-    assert status == 502
+    assert status == 503  # HAProxy's status for a server that cannot be reached
     d = c.wait_http_log(lambda d: d["request"].startswith("GET /x"))
     assert int(d["retries"]) == 2 and d["state"].startswith("SC"), d
 

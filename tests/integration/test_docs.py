@@ -13,7 +13,9 @@
     ```lua skip: why  not checked, for the reason given.
   Files a snippet names as ${CERT_DIR}/NAME.pem|.crt|.key are generated (a certificate
   for NAME.test signed by a test CA, its key, both in the .pem) and CERT_DIR points to
-  them. crescent's file:line in a failure is given as the doc's file and line.
+  them. Files named ${ERRORS_DIR}/NAME.http, NAME ending in a status (503, app-503), are
+  generated as HAProxy errorfiles for that status. crescent's file:line in a failure is
+  given as the doc's file and line.
 """
 
 import re
@@ -254,6 +256,16 @@ def cert_files(code, d):
     return {"CERT_DIR": str(d)}
 
 
+def error_files(code, d):
+    """Generates every ${ERRORS_DIR}/NAME.http the snippet names: an errorfile whose status
+    is the number NAME ends with."""
+    for name, status in set(re.findall(r"\$\{ERRORS_DIR\}/([\w-]*?(\d{3}))\.http\b", code)):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{name}.http").write_bytes(
+            f"HTTP/1.1 {status} Docs\r\ncontent-type: text/html\r\n\r\n<p>{status}</p>\n".encode())
+    return {"ERRORS_DIR": str(d)}
+
+
 def test_docs_have_lua_snippets():
     assert len(SNIPPETS) >= 10, [snippet_id(s) for s in SNIPPETS]
     assert any(s[0].name == "README.md" for s in SNIPPETS)
@@ -269,7 +281,8 @@ def test_snippet_passes_check(snippet, tmp_path):
     text, before = complete(where, kind, code)
     cfg = tmp_path / f"{doc.stem}-{line}.lua"
     cfg.write_text(text)
-    r = run_crescent(["-c", "-f", cfg], env=cert_files(code, tmp_path / "certs"))
+    env = {**cert_files(code, tmp_path / "certs"), **error_files(code, tmp_path / "errors")}
+    r = run_crescent(["-c", "-f", cfg], env=env)
     # Point crescent's file:line at the doc's line.
     err = re.sub(re.escape(str(cfg)) + r":(\d+):",
                  lambda m: f"{doc.relative_to(SOURCE_DIR)}:{line + int(m.group(1)) - before}:",

@@ -192,7 +192,7 @@ def pooled_connection_is_let_go(crescent, node, extra):
 
 def test_connect_retry_to_the_same_server_waits(crescent):
     """A refused connect is tried again after min(timeout connect, 1 s): three retries of a
-    server that refuses take their pauses before the 502 (HAProxy's turn-around), and with
+    server that refuses take their pauses before the 503 (HAProxy's turn-around), and with
     redispatch the last attempt goes at once to the other server."""
     dead = free_port()  # nothing listens there
     node = NodeLike(idle=30.0)
@@ -213,7 +213,7 @@ backend "b2" {{
         c = crescent(cfg, ports=[port, port2])
         t0 = time.monotonic()
         assert request(http.client.HTTPConnection("127.0.0.1", port, timeout=30 * SLOW),
-                       "GET", "/")[0] == 502
+                       "GET", "/")[0] == 503
         took = time.monotonic() - t0
         assert took >= 0.6, took  # two pauses of min(300 ms, 1 s): the lower bound only
         d = c.wait_http_log(lambda d: d["frontend"] == "f")

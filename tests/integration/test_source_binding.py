@@ -125,7 +125,7 @@ def test_every_port_taken_fails_the_attempt(crescent, tcp_server):
         c, server, public, peers = start(crescent, tcp_server, "http",
                                          '"127.0.0.2:40030-40031"')
         r = curl("-i", f"http://{addr(public)}/")
-        assert r.out.startswith("HTTP/1.1 502"), r.out
+        assert r.out.startswith("HTTP/1.1 503"), r.out
         assert peers == []
         # One line per failed attempt (the first and `retries = 3` more), each naming the
         # backend, the server and the cause.
@@ -135,7 +135,7 @@ def test_every_port_taken_fails_the_attempt(crescent, tcp_server):
             assert re.search(r'backend "app": server "app1": source 127\.0\.0\.2:4003[01]: '
                              r"cannot connect: address already in use \(2 source choice", l), l
         d = c.wait_http_log(lambda d: d["request"] == "GET / HTTP/1.1")
-        assert d["status"] == 502 and d["retries"].lstrip("+") == "3", d
+        assert d["status"] == 503 and d["retries"].lstrip("+") == "3", d
     finally:
         for s in held:
             s.close()

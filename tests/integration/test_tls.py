@@ -2,7 +2,7 @@
 curl and `openssl s_client` get the certificate of the name they ask for (SNI), ALPN
 http/1.1 is agreed, a TLS 1.1 client is refused by min_version = "1.2", a .pem holding
 the certificate and its key is accepted, a missing certificate is a config error with
-file:line, and TLS to an nginx TLS backend verifies its certificate (502 with a wrong
+file:line, and TLS to an nginx TLS backend verifies its certificate (503 with a wrong
 CA). Handshakes are logged on stderr (one info line each: version, cipher, SNI, ALPN).
 Certificates are made with the openssl CLI in tmp_path."""
 
@@ -325,13 +325,13 @@ def test_tls_to_nginx_refused_with_a_wrong_ca_or_name(crescent, port, certs, tmp
     wrong_ca = f'{{ ca = "{other.path("other-ca.crt")}", sni = "site.test" }}'
     c1 = crescent(proxy_config(p1, wrong_ca, tls_nginx.port), ports=[p1])
     r = curl(f"http://127.0.0.1:{p1}/", "-w", "%{http_code}", "-o", "/dev/null")
-    assert r.out == "502", r.out
+    assert r.out == "503", r.out
     wait_until(lambda: "TLS handshake failed: certificate verify failed: unable to get local "
                "issuer certificate" in c1.stderr(), 5 * SLOW, "the verify failure")
     wrong_name = f'{{ ca = "{certs.path("ca.crt")}", sni = "nope.test" }}'
     c2 = crescent(proxy_config(p2, wrong_name, tls_nginx.port), ports=[p2])
     r = curl(f"http://127.0.0.1:{p2}/", "-w", "%{http_code}", "-o", "/dev/null")
-    assert r.out == "502", r.out
+    assert r.out == "503", r.out
     wait_until(lambda: "certificate verify failed: hostname mismatch" in c2.stderr(), 5 * SLOW,
                "the name mismatch")
     # verify = "none" accepts it.
