@@ -645,6 +645,13 @@ Status readBind(lua_State* L, int idx, const Loc& frontend, core::FrontendConfig
     b.tls.ciphers = stringField(L, t, "ciphers").value_or("");
     b.tls.ciphersuites = stringField(L, t, "ciphersuites").value_or("");
     b.tls.tickets = boolField(L, t, "tickets").value_or(true);
+    std::string verify = stringField(L, t, "verify").value_or("none");
+    b.tls.verify = verify == "required"   ? core::TlsBindConfig::Verify::kRequired
+                   : verify == "optional" ? core::TlsBindConfig::Verify::kOptional
+                                          : core::TlsBindConfig::Verify::kNone;
+    b.tls.ca = stringField(L, t, "ca").value_or("");
+    b.tls.crl = stringField(L, t, "crl").value_or("");
+    b.tls.verify_depth = static_cast<int>(intField(L, t, "verify_depth").value_or(-1));
   }
   lua_pop(L, 1);
   fe.binds.push_back(std::move(b));

@@ -191,11 +191,34 @@ int txnIndex(lua_State* L) {
   return 0;
 }
 
+// txn.tls.client: { verified, error (absent when verified), subject, issuer (RFC 2253),
+// serial (hex), not_before, not_after (Unix seconds), sha256 (hex of the DER), cn }.
+void pushClientCert(lua_State* L, const core::tls::ClientCert& c) {
+  lua_createtable(L, 0, 9);
+  lua_pushboolean(L, c.verified ? 1 : 0);
+  lua_setfield(L, -2, "verified");
+  auto set = [&](const char* name, const std::string& v) {
+    if (v.empty()) return;
+    lua_pushlstring(L, v.data(), v.size());
+    lua_setfield(L, -2, name);
+  };
+  set("error", c.error);
+  set("subject", c.subject);
+  set("issuer", c.issuer);
+  set("cn", c.cn);
+  set("serial", c.serial);
+  set("sha256", c.sha256);
+  lua_pushnumber(L, static_cast<lua_Number>(c.not_before));
+  lua_setfield(L, -2, "not_before");
+  lua_pushnumber(L, static_cast<lua_Number>(c.not_after));
+  lua_setfield(L, -2, "not_after");
+}
+
 // txn.tls: the TLS session crescent terminated on the bind, as a table: { version,
-// cipher, sni, alpn, resumed }; sni and alpn are absent when the client sent no name /
-// ALPN agreed on none.
+// cipher, sni, alpn, resumed, client }; sni and alpn are absent when the client sent no
+// name / ALPN agreed on none; client when it sent no certificate (or the bind asks none).
 void pushTlsInfo(lua_State* L, const core::tls::Info& i) {
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   auto set = [&](const char* name, const std::string& v) {
     if (v.empty()) return;
     lua_pushlstring(L, v.data(), v.size());
@@ -207,12 +230,16 @@ void pushTlsInfo(lua_State* L, const core::tls::Info& i) {
   set("alpn", i.alpn);
   lua_pushboolean(L, i.resumed ? 1 : 0);
   lua_setfield(L, -2, "resumed");
+  if (i.client) {
+    pushClientCert(L, *i.client);
+    lua_setfield(L, -2, "client");
+  }
 }
 
 // txn.proxy: the PROXY header the connection began with, as a table:
 // { version = 1|2, command = "PROXY"|"LOCAL", src, src_port, dst, dst_port (when it
 // carried addresses), tlv = { [type] = value bytes }, alpn, authority, unique_id,
-// ssl = { version, cipher, cn, verify } }.
+// ssl = { version, cipher, cn, verify, client_ssl, cert_conn, cert_sess, verified } }.
 void pushProxyHeader(lua_State* L, const core::proxy::Header& h) {
   lua_createtable(L, 0, 12);
   lua_pushinteger(L, h.version);
@@ -254,6 +281,14 @@ void pushProxyHeader(lua_State* L, const core::proxy::Header& h) {
     lua_setfield(L, -2, "cn");
     lua_pushinteger(L, static_cast<lua_Integer>(ssl->verify));
     lua_setfield(L, -2, "verify");
+    auto flag = [&](const char* name, bool v) {
+      lua_pushboolean(L, v ? 1 : 0);
+      lua_setfield(L, -2, name);
+    };
+    flag("client_ssl", (ssl->client & core::proxy::kClientSsl) != 0);
+    flag("cert_conn", (ssl->client & core::proxy::kClientCertConn) != 0);
+    flag("cert_sess", (ssl->client & core::proxy::kClientCertSess) != 0);
+    flag("verified", ssl->verified());
     lua_setfield(L, -2, "ssl");
   }
 }

@@ -312,6 +312,14 @@ local function newContext(opts)
           keyFail(obj, "tls", 'tls.key is given without tls.cert')
         end
         tls.certs = certs
+        if tls.verify and tls.verify ~= "none" and not tls.ca then
+          keyFail(obj, "tls", format('tls.verify = "%s" needs tls.ca (the CA file that signs ' ..
+            'client certificates)', tls.verify), "verify")
+        end
+        if (tls.crl or tls.verify_depth) and (tls.verify or "none") == "none" then
+          local k = tls.crl and "crl" or "verify_depth"
+          keyFail(obj, "tls", format('tls.%s needs tls.verify = "required" or "optional"', k), k)
+        end
       end
       return { text = addr, accept_proxy = out.accept_proxy, mode = out.mode, user = out.user,
                group = out.group, tls = tls, threads = out.threads, file = e.file,

@@ -44,6 +44,9 @@ local BIND_TLS = { t = "table", what = "tls", keys = {
   cert = { t = "string" }, key = { t = "string" }, certs = { t = "certs" }, alpn = STRINGS,
   min_version = TLS_VERSION, ciphers = { t = "string" }, ciphersuites = { t = "string" },
   tickets = BOOL,
+  -- client certificates (mTLS): verify them against `ca`, revocations in `crl`
+  verify = { t = "enum", values = { "required", "optional", "none" } }, ca = { t = "string" },
+  crl = { t = "string" }, verify_depth = int(0, 100),
 } }
 -- server "s" { ..., tls = { verify = "required", ca = "ca.pem", sni = "name" } }
 local SERVER_TLS = { t = "server_tls", keys = {

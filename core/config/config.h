@@ -74,6 +74,13 @@ struct TlsBindConfig {
   std::string ciphers;            ///< TLS <= 1.2 cipher list (OpenSSL syntax); empty: default
   std::string ciphersuites;       ///< TLS 1.3 suites; empty: default
   bool tickets = true;            ///< session tickets (keys rotated in the process)
+  /// Client certificates (mTLS): kNone asks for none; kRequired refuses a handshake
+  /// without a valid one; kOptional asks, records the verdict and lets Lua decide.
+  enum class Verify { kNone, kOptional, kRequired };
+  Verify verify = Verify::kNone;
+  std::string ca;         ///< PEM file of the CAs that sign client certificates
+  std::string crl;        ///< PEM file of CRLs checked against the client's certificate
+  int verify_depth = -1;  ///< longest chain accepted (intermediates); -1: OpenSSL's 100
   bool enabled() const { return !certs.empty(); }
 };
 

@@ -680,9 +680,11 @@ Result<std::string> encodeV2(Command cmd, const Address* src, const Address* dst
   if (!opts.authority.empty()) appendTlv(out, kTlvAuthority, opts.authority);
   if (!opts.unique_id.empty()) appendTlv(out, kTlvUniqueId, opts.unique_id);
   if (opts.ssl) {
-    std::string v(kSslFixed, '\0');  // verify = 0
-    v[0] = static_cast<char>(kClientSsl);
+    std::string v(kSslFixed, '\0');
+    v[0] = static_cast<char>(opts.ssl_client);
+    putBe32(v, 1, opts.ssl_verify);
     if (!opts.ssl_version.empty()) appendTlv(v, kSslSubVersion, opts.ssl_version);
+    if (!opts.ssl_cn.empty()) appendTlv(v, kSslSubCn, opts.ssl_cn);
     if (!opts.ssl_cipher.empty()) appendTlv(v, kSslSubCipher, opts.ssl_cipher);
     if (v.size() > 65535) return Status::error("PROXY v2: SSL TLV longer than 65535 bytes");
     appendTlv(out, kTlvSsl, v);

@@ -70,6 +70,12 @@ struct SslInfo {
   uint8_t client = 0;
   uint32_t verify = 0;
   std::string version, cn, cipher, sig_alg, key_alg;
+  /// A client certificate was presented (PP2_CLIENT_CERT_CONN or _SESS) and verify is 0
+  /// (§2.2.6: "zero if the client presented a certificate and it was successfully
+  /// verified").
+  bool verified() const {
+    return (client & (kClientCertConn | kClientCertSess)) != 0 && verify == 0;
+  }
 };
 
 /// What a received header says. A plain value; the Parser owns the one it fills.
@@ -181,24 +187,28 @@ std::string encodeV1(const Address& src, const Address& dst);
 
 /// What encodeV2 adds after the addresses; empty strings and ssl=false add nothing.
 struct V2Options {
-  bool crc32c = false;      // PP2_TYPE_CRC32C, written last and filled over the header
-  std::string alpn;         // PP2_TYPE_ALPN, e.g. "h2"
-  std::string authority;    // PP2_TYPE_AUTHORITY, the client's SNI
-  std::string unique_id;    // PP2_TYPE_UNIQUE_ID, at most 128 bytes
-  bool ssl = false;         // PP2_TYPE_SSL: client = PP2_CLIENT_SSL, verify = 0
-  std::string ssl_version;  // sub-TLV PP2_SUBTYPE_SSL_VERSION, e.g. "TLSv1.3"
-  std::string ssl_cipher;   // sub-TLV PP2_SUBTYPE_SSL_CIPHER
+  bool crc32c = false;              // PP2_TYPE_CRC32C, written last and filled over the header
+  std::string alpn;                 // PP2_TYPE_ALPN, e.g. "h2"
+  std::string authority;            // PP2_TYPE_AUTHORITY, the client's SNI
+  std::string unique_id;            // PP2_TYPE_UNIQUE_ID, at most 128 bytes
+  bool ssl = false;                 // PP2_TYPE_SSL, with the <client> and <verify> below
+  uint8_t ssl_client = kClientSsl;  // bits kClientSsl | kClientCertConn | kClientCertSess
+  uint32_t ssl_verify = 0;          // 0: no certificate, or one that was verified (§2.2.6)
+  std::string ssl_version;          // sub-TLV PP2_SUBTYPE_SSL_VERSION, e.g. "TLSv1.3"
+  std::string ssl_cn;               // sub-TLV PP2_SUBTYPE_SSL_CN, the client certificate's CN
+  std::string ssl_cipher;           // sub-TLV PP2_SUBTYPE_SSL_CIPHER
 };
 
 /// A v2 header (§2.2). kLocal (health checks: no client, so nothing to describe) writes
 /// the 16 fixed bytes only, family UNSPEC, length 0; src, dst and opts are ignored and
 /// src/dst may be null. kProxy writes the address block, then the TLVs opts asks for in
-/// this order: ALPN, AUTHORITY, UNIQUE_ID, SSL, CRC32C (its value computed last, over the
-/// whole header). The block is INET or INET6 over STREAM when both are IP (an IPv4 one
-/// is written IPv4-mapped when the other is IPv6), UNIX over STREAM when both are UNIX
-/// (the sun_path bytes, zero-padded to 108), and empty with family UNSPEC when either is
-/// null or kNone, or one is IP and the other UNIX. Errors: unique_id longer than 128
-/// bytes, or a header that would exceed 16 + 65535 bytes.
+/// this order: ALPN, AUTHORITY, UNIQUE_ID, SSL (sub-TLVs VERSION, CN, CIPHER), CRC32C
+/// (its value computed last, over the whole header). The block is INET or INET6 over
+/// STREAM when both are IP (an IPv4 one is written IPv4-mapped when the other is IPv6),
+/// UNIX over STREAM when both are UNIX (the sun_path bytes, zero-padded to 108), and
+/// empty with family UNSPEC when either is null or kNone, or one is IP and the other
+/// UNIX. Errors: unique_id longer than 128 bytes, or a header that would exceed 16 +
+/// 65535 bytes.
 Result<std::string> encodeV2(Command cmd, const Address* src, const Address* dst,
                              const V2Options& opts);
 

@@ -16,6 +16,7 @@
 #include "core/runtime/process.h"
 #include "core/session/body_budget.h"
 #include "core/session/generation.h"
+#include "core/tls/tls_context.h"
 
 namespace crescent::core {
 namespace {
@@ -31,6 +32,32 @@ std::vector<std::string_view> splitWords(std::string_view line) {
     i = j;
   }
   return words;
+}
+
+// `show ssl cert`: one block per certificate loaded on a TLS bind of the generation (as
+// HAProxy's `show ssl cert <file>`): bind (frontend and address), file, subject, issuer,
+// SANs, notAfter. No empty line between blocks: an empty line ends a runtime API reply.
+std::string showSslCerts(const Generation& gen) {
+  std::string out;
+  const Config& cfg = gen.config();
+  for (size_t f = 0; f < cfg.frontends.size(); ++f) {
+    const FrontendConfig& fe = cfg.frontends[f];
+    for (size_t b = 0; b < fe.binds.size(); ++b) {
+      const tls::ServerContext* ctx = gen.bindTls(f, b);
+      if (ctx == nullptr) continue;
+      for (size_t i = 0; i < ctx->certCount() && i < fe.binds[b].tls.certs.size(); ++i) {
+        const tls::CertSummary& c = ctx->certSummary(i);
+        std::string sans;
+        for (const std::string& n : c.sans) sans += (sans.empty() ? "" : ", ") + n;
+        out += fmt::format(
+            "Bind: {} {}\nFilename: {}\nSubject: {}\nIssuer: {}\nSubjectAltName: {}\n"
+            "NotAfter: {}\n",
+            fe.name, fe.binds[b].text, fe.binds[b].tls.certs[i].cert, c.subject, c.issuer, sans,
+            c.not_after);
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -55,6 +82,7 @@ std::string Process::command(std::string_view line) {
            "  show sess                             : client sessions, all workers\n"
            "  show stat                             : frontends, backends, servers (CSV)\n"
            "  show servers state [backend]          : servers: state, weight, connections\n"
+           "  show ssl cert                         : certificates of the TLS binds\n"
            "  set server <b>/<s> state ready|drain|maint\n"
            "  set server <b>/<s> weight <0-256>\n"
            "  set server <b>/<s> maxconn <n>\n"
@@ -75,6 +103,8 @@ std::string Process::command(std::string_view line) {
       return fmt::format("error: no backend \"{}\"\n", w[3]);
     return showServers(w.size() == 4 ? w[3] : std::string_view());
   }
+  if (is({"show", "ssl", "cert"}) && w.size() == 3)
+    return current_ ? showSslCerts(*current_) : std::string();
   if (is({"set", "server"}) || is({"enable", "server"}) || is({"disable", "server"}))
     return setServer(w);
   return fmt::format("error: unknown command \"{}\" (try \"help\")\n", line);

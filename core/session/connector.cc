@@ -151,14 +151,25 @@ proxy::V2Options proxyV2Options(unsigned options, const proxy::Header* received,
     if (auto u = received->uniqueId()) o.unique_id = std::string(*u);
   if ((options & kProxyV2Ssl) != 0) {
     auto ssl = received != nullptr ? received->ssl() : std::nullopt;
-    if (ssl && (ssl->client & proxy::kClientSsl) != 0) {
+    if (ssl && (ssl->client & proxy::kClientSsl) != 0) {  // the hop before us had TLS
       o.ssl = true;
+      o.ssl_client = ssl->client;
+      o.ssl_verify = ssl->verify;
       o.ssl_version = ssl->version;
+      o.ssl_cn = ssl->cn;
       o.ssl_cipher = ssl->cipher;
-    } else if (tls != nullptr) {  // the hop before us passed the client's TLS through
+    } else if (tls != nullptr) {  // crescent terminated the client's TLS
       o.ssl = true;
       o.ssl_version = tls->version;
       o.ssl_cipher = tls->cipher;
+      if (tls->client) {  // as HAProxy: SESS when the session has one, CONN when sent now
+        o.ssl_client |= proxy::kClientCertSess;
+        if (!tls->resumed) o.ssl_client |= proxy::kClientCertConn;
+        o.ssl_verify = tls->client->verified
+                           ? 0
+                           : static_cast<uint32_t>(std::max(1L, tls->client->verify_code));
+        o.ssl_cn = tls->client->cn;
+      }
     }
   }
   return o;

@@ -17,6 +17,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "core/tls/client_verify.h"
+
 namespace crescent::core::tls {
 namespace {
 
@@ -317,7 +319,11 @@ Status ServerContext::load(const TlsBindConfig& cfg) {
     certs_.emplace_back();
     Cert& c = certs_.back();
     if (Status st = loadCertFile(in, c.x509, c.chain, c.key); !st.ok()) return st;
+    if (hasExpired(c.x509))  // it would only make every client fail later
+      return Status::error(fmt::format("certificate \"{}\" expired on {}", in.cert,
+                                       isoTime(X509_get0_notAfter(c.x509))));
     c.names = namesOf(c.x509);
+    c.summary = summarize(c.x509);
     for (const std::string& n : c.names) {
       if (n.size() > 2 && n.compare(0, 2, "*.") == 0)
         wildcard_.emplace(n.substr(2), certs_.size() - 1);  // the first certificate wins
@@ -337,6 +343,8 @@ Status ServerContext::load(const TlsBindConfig& cfg) {
   if (!alpn.ok()) return alpn.status();
   alpn_ = std::move(*alpn);
   if (!alpn_.empty()) SSL_CTX_set_alpn_select_cb(ctx_, &ServerContext::onAlpn, this);
+
+  if (Status st = setupClientVerify(ctx_, cfg); !st.ok()) return st;
 
   if (cfg.tickets) {
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx_, &onTicketKey);

@@ -11,6 +11,7 @@
 
 #include "core/base/status.h"
 #include "core/config/config.h"
+#include "core/tls/client_verify.h"
 
 typedef struct ssl_session_st SSL_SESSION;  // as in <openssl/ssl.h>
 struct stack_st_X509;                       // STACK_OF(X509), as in <openssl/x509.h>
@@ -23,7 +24,10 @@ namespace crescent::core::tls {
 /// against their names (SAN DNS entries, else the subject CN; `*.example.com` matches one
 /// label). ALPN picks the bind's first protocol that the client offers (no common one:
 /// no ALPN, the handshake goes on). Session tickets use the process's keys (rotated, see
-/// rotateTicketKeys()).
+/// rotateTicketKeys()). Client certificates are asked for and checked as the bind's
+/// `verify`, `ca`, `crl` and `verify_depth` say (setupClientVerify()). An expired
+/// certificate, or an expired certificate in `ca`, is refused when the context is built
+/// (at `-c`, at start, at each reload: every file is read again each time).
 ///
 /// Built once on the main thread, immutable afterwards, used by every worker thread to
 /// create connections (OpenSSL's SSL_CTX allows that).
@@ -42,6 +46,10 @@ class ServerContext {
   size_t certFor(std::string_view server_name) const;
   /// The names a certificate answers to (lowercase), as matched by certFor().
   const std::vector<std::string>& certNames(size_t i) const { return certs_[i].names; }
+  /// How many certificates the bind has (in config order), and what `show ssl cert`
+  /// prints about one of them.
+  size_t certCount() const { return certs_.size(); }
+  const CertSummary& certSummary(size_t i) const { return certs_[i].summary; }
 
  private:
   struct Cert {
@@ -49,6 +57,7 @@ class ServerContext {
     EVP_PKEY* key = nullptr;
     STACK_OF(X509) * chain = nullptr;  // intermediates after the leaf, may be empty
     std::vector<std::string> names;
+    CertSummary summary;
   };
   ServerContext() = default;
   Status load(const TlsBindConfig& cfg);

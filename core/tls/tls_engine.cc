@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "core/tls/client_verify.h"
 #include "core/tls/tls_context.h"
 
 namespace crescent::core::tls {
@@ -227,13 +228,22 @@ size_t Engine::outputBytes() const {
 }
 
 // Records why the connection failed, one line: the certificate check's verdict when it
-// failed, else OpenSSL's reason ("unsupported protocol", "tlsv1 alert unknown ca", ...),
-// after `during` ("read", "write"; null for the handshake).
+// failed ("certificate verify failed: ..." for a server's, "client certificate: ..." for
+// a client's on a bind with `verify`), else OpenSSL's reason ("unsupported protocol",
+// "tlsv1 alert unknown ca", ...), after `during` ("read", "write"; null for the handshake).
 void Engine::fail(int ssl_error, const char* during) {
   failed_ = true;
+  const bool server = SSL_is_server(ssl_) == 1;
   long verify = SSL_get_verify_result(ssl_);
   if (!done_ && verify != X509_V_OK) {
-    error_ = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
+    error_ = std::string(server ? "client certificate: " : "certificate verify failed: ") +
+             X509_verify_cert_error_string(verify);
+    ERR_clear_error();
+    return;
+  }
+  if (!done_ && server &&
+      ERR_GET_REASON(ERR_peek_error()) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+    error_ = "client certificate: none sent";
     ERR_clear_error();
     return;
   }
@@ -265,6 +275,7 @@ void Engine::fillInfo() {
   SSL_get0_alpn_selected(ssl_, &alpn, &alpn_len);
   if (alpn != nullptr) info_.alpn.assign(reinterpret_cast<const char*>(alpn), alpn_len);
   info_.resumed = SSL_session_reused(ssl_) == 1;
+  if (SSL_is_server(ssl_) == 1) info_.client = clientCertOf(ssl_);
 }
 
 }  // namespace crescent::core::tls

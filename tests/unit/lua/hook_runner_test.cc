@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tests/unit/lua/lua_test_util.h"
@@ -103,18 +104,58 @@ TEST(HookTxn, TlsIsNilWithoutTlsAndATableWithIt) {
   ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
   EXPECT_EQ(d.body.view(), "nil");
 
-  core::tls::Info info{"TLSv1.3", "TLS_AES_128_GCM_SHA256", "site.test", "http/1.1", true};
+  core::tls::Info info{"TLSv1.3", "TLS_AES_128_GCM_SHA256", "site.test", "http/1.1", true, {}};
   Request r;
   r.ctx.tls = &info;
   d = f.runner->runHttpRequest(f.hook(), r.ctx);
   ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
   EXPECT_EQ(d.body.view(), "TLSv1.3|TLS_AES_128_GCM_SHA256|site.test|http/1.1|true");
 
-  core::tls::Info bare{"TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256", "", "", false};
+  core::tls::Info bare{"TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256", "", "", false, std::nullopt};
   r.ctx.tls = &bare;  // no SNI, no ALPN: the fields are absent, not ""
   d = f.runner->runHttpRequest(f.hook(), r.ctx);
   ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
   EXPECT_EQ(d.body.view(), "TLSv1.2|ECDHE-ECDSA-AES128-GCM-SHA256|nil|nil|false");
+}
+
+TEST(HookTxn, TlsClientIsTheCertificateOrNil) {
+  Fixture f(wrapHook(R"(
+    local c = txn.tls.client
+    if c == nil then return txn:reply(200, "nil") end
+    txn:reply(200, table.concat({ tostring(c.verified), tostring(c.error), c.subject, c.issuer,
+                                  c.cn, c.serial, string.format("%d", c.not_before),
+                                  string.format("%d", c.not_after), c.sha256 }, "|"))
+  )"));
+  ASSERT_TRUE(f.runner);
+  core::tls::Info info{"TLSv1.3", "TLS_AES_128_GCM_SHA256", "", "", false, std::nullopt};
+  Request r;
+  r.ctx.tls = &info;
+  HookDecision d = f.runner->runHttpRequest(f.hook(), r.ctx);
+  ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
+  EXPECT_EQ(d.body.view(), "nil");
+
+  core::tls::ClientCert c;
+  c.verified = false;
+  c.verify_code = 10;
+  c.error = "certificate has expired";
+  c.subject = "CN=alice,O=Example";
+  c.issuer = "CN=Example CA";
+  c.cn = "alice";
+  c.serial = "1000";
+  c.not_before = 1577836800;
+  c.not_after = 1577923200;
+  c.sha256 = std::string(64, 'a');
+  info.client = c;
+  d = f.runner->runHttpRequest(f.hook(), r.ctx);
+  ASSERT_EQ(d.kind, HookDecision::Kind::kReply) << d.error;
+  EXPECT_EQ(d.body.view(),
+            "false|certificate has expired|CN=alice,O=Example|CN=Example CA|alice|"
+            "1000|1577836800|1577923200|" +
+                std::string(64, 'a'));
+  info.client->verified = true;
+  info.client->error.clear();  // verified: no error field at all
+  d = f.runner->runHttpRequest(f.hook(), r.ctx);
+  EXPECT_EQ(d.body.view().substr(0, 9), "true|nil|");
 }
 
 TEST(HookTxn, EditsHeadersAndPath) {

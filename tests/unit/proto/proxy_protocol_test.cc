@@ -629,6 +629,56 @@ TEST(ProxyEncode, V2SameBytesAsTheHandWrittenHeader) {
   EXPECT_EQ(hexBytes(*out), hexBytes(kHandWrittenV2));
 }
 
+// The SSL TLV of a client that presented a certificate (mTLS): the <client> bits, the
+// <verify> word big-endian, and the sub-TLVs VERSION, CN, CIPHER in that order, written
+// byte for byte as §2.2.6 lays them out.
+TEST(ProxyEncode, V2SslTlvWithAClientCertificate) {
+  V2Options opts;
+  opts.ssl = true;
+  opts.ssl_client = kClientSsl | kClientCertConn | kClientCertSess;
+  opts.ssl_verify = 0x0000000a;  // X509_V_ERR_CERT_HAS_EXPIRED
+  opts.ssl_version = "TLSv1.3";
+  opts.ssl_cn = "client one";
+  opts.ssl_cipher = "TLS_AES_256_GCM_SHA384";
+  Address src = addr("192.0.2.1:51234"), dst = addr("198.51.100.7:443");
+  auto out = encodeV2(Command::kProxy, &src, &dst, opts);
+  ASSERT_TRUE(out.ok()) << out.message();
+  std::string value = bytes({0x07, 0x00, 0x00, 0x00, 0x0a}) + tlv(kSslSubVersion, "TLSv1.3") +
+                      tlv(kSslSubCn, "client one") + tlv(kSslSubCipher, "TLS_AES_256_GCM_SHA384");
+  EXPECT_EQ(hexBytes(*out), hexBytes(v2(0x21, 0x11, kInetBlock + tlv(kTlvSsl, value))));
+  Header h = expectHeader(*out);
+  auto ssl = h.ssl();
+  ASSERT_TRUE(ssl.has_value());
+  EXPECT_EQ(ssl->client, kClientSsl | kClientCertConn | kClientCertSess);
+  EXPECT_EQ(ssl->verify, 10u);
+  EXPECT_EQ(ssl->cn, "client one");
+  EXPECT_EQ(ssl->version, "TLSv1.3");
+  EXPECT_EQ(ssl->cipher, "TLS_AES_256_GCM_SHA384");
+  EXPECT_FALSE(ssl->verified());  // a certificate, but verify is not 0
+}
+
+TEST(ProxyV2, SslVerifiedNeedsACertificateAndVerifyZero) {
+  auto decode = [](uint8_t client, uint8_t verify) {
+    Header h =
+        expectHeader(v2(0x21, 0x11, kInetBlock + tlv(kTlvSsl, bytes({client, 0, 0, 0, verify}))));
+    auto ssl = h.ssl();
+    EXPECT_TRUE(ssl.has_value());
+    return ssl.has_value() && ssl->verified();
+  };
+  EXPECT_TRUE(decode(kClientSsl | kClientCertConn, 0));
+  EXPECT_TRUE(decode(kClientSsl | kClientCertSess, 0));  // resumed: the session's certificate
+  EXPECT_FALSE(decode(kClientSsl, 0));                   // TLS, but no certificate
+  EXPECT_FALSE(decode(kClientSsl | kClientCertConn, 1));
+}
+
+TEST(ProxyV2, SslTlvWithACnOverrunningItsContainerIsRefused) {
+  std::string ssl =
+      bytes({kClientSsl | kClientCertConn, 0, 0, 0, 0}) + bytes({kSslSubCn, 0, 20}) + "short cn";
+  Outcome o = oneShot(v2(0x21, 0x11, kInetBlock + tlv(kTlvSsl, ssl)) + kPayload);
+  EXPECT_EQ(o.state, State::kError);
+  EXPECT_NE(o.error.find("SSL sub-TLV"), std::string::npos) << o.error;
+}
+
 TEST(ProxyEncode, V2AddressShapes) {
   V2Options none;
   Address v6a = addr("[2001:db8::1]:1"), v6b = addr("[::1]:2");

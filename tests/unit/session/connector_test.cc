@@ -16,7 +16,7 @@ namespace {
 
 constexpr unsigned kTlsTlvs = kProxyV2Ssl | kProxyV2Authority | kProxyV2Alpn;
 
-const tls::Info kTls{"TLSv1.3", "TLS_AES_256_GCM_SHA384", "site.test", "http/1.1", false};
+const tls::Info kTls{"TLSv1.3", "TLS_AES_256_GCM_SHA384", "site.test", "http/1.1", false, {}};
 
 // The header a server receives for these options, parsed.
 proxy::Header sent(unsigned options, const proxy::Header* received, const tls::Info* tls) {
@@ -58,6 +58,46 @@ TEST(ProxyV2Options, LocallyTerminatedTlsGivesSslAuthorityAndAlpn) {
   EXPECT_EQ(ssl->cn, "");
 }
 
+// mTLS: a client certificate on the bind sets CERT_SESS (and CERT_CONN unless resumed),
+// verify = 0 only when verified, and the CN sub-TLV.
+TEST(ProxyV2Options, ClientCertificateBitsVerifyAndCn) {
+  tls::Info t = kTls;
+  tls::ClientCert c;
+  c.verified = true;
+  c.cn = "alice";
+  t.client = c;
+  std::optional<proxy::SslInfo> ssl = sent(kProxyV2Ssl, nullptr, &t).ssl();
+  ASSERT_TRUE(ssl.has_value());
+  EXPECT_EQ(ssl->client, proxy::kClientSsl | proxy::kClientCertConn | proxy::kClientCertSess);
+  EXPECT_EQ(ssl->verify, 0u);
+  EXPECT_EQ(ssl->cn, "alice");
+  EXPECT_TRUE(ssl->verified());
+
+  t.client->verified = false;
+  t.client->verify_code = 10;  // X509_V_ERR_CERT_HAS_EXPIRED
+  t.resumed = true;            // the certificate came with the session, not this connection
+  ssl = sent(kProxyV2Ssl, nullptr, &t).ssl();
+  ASSERT_TRUE(ssl.has_value());
+  EXPECT_EQ(ssl->client, proxy::kClientSsl | proxy::kClientCertSess);
+  EXPECT_EQ(ssl->verify, 10u);
+  EXPECT_FALSE(ssl->verified());
+
+  // A received SSL TLV is passed on as it came: bits, verify and CN included.
+  proxy::V2Options o;
+  o.ssl = true;
+  o.ssl_client = proxy::kClientSsl | proxy::kClientCertConn;
+  o.ssl_verify = 0;
+  o.ssl_cn = "bob";
+  o.ssl_version = "TLSv1.2";
+  proxy::Header in = received(o);
+  ssl = sent(kProxyV2Ssl, &in, &t).ssl();
+  ASSERT_TRUE(ssl.has_value());
+  EXPECT_EQ(ssl->client, proxy::kClientSsl | proxy::kClientCertConn);
+  EXPECT_EQ(ssl->cn, "bob");
+  EXPECT_EQ(ssl->version, "TLSv1.2");
+  EXPECT_TRUE(ssl->verified());
+}
+
 TEST(ProxyV2Options, OnlyTheTlvsAskedFor) {
   proxy::Header h = sent(kProxyV2Alpn, nullptr, &kTls);
   EXPECT_TRUE(h.alpn().has_value());
@@ -68,7 +108,7 @@ TEST(ProxyV2Options, OnlyTheTlvsAskedFor) {
 }
 
 TEST(ProxyV2Options, NoSniNoAlpnNoTlsLeaveTheirTlvsOut) {
-  tls::Info bare{"TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256", "", "", false};
+  tls::Info bare{"TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256", "", "", false, std::nullopt};
   proxy::Header h = sent(kTlsTlvs, nullptr, &bare);
   EXPECT_FALSE(h.authority().has_value());
   EXPECT_FALSE(h.alpn().has_value());
