@@ -61,8 +61,14 @@ using detail::isValueChar;
 struct Refusal {
   int status = 0;  // 0: accepted
   const char* reason = "";
+  const char* at = nullptr;  // the byte at fault; null: the start of its line
 };
 constexpr Refusal kAccepted{};
+
+// Where a refusal of the line starting at `line_start` points, as an offset in `data`.
+size_t offsetOf(const char* data, const Refusal& r, size_t line_start) {
+  return r.at != nullptr ? static_cast<size_t>(r.at - data) : line_start;
+}
 
 bool isOws(char c) {
   return c == ' ' || c == '\t';
@@ -77,21 +83,21 @@ Refusal parseVersion(std::string_view v, int& minor) {
       minor = v[7] - '0';
       return kAccepted;
     }
-    return {505, "unsupported HTTP version"};
+    return {505, "unsupported HTTP version", v.data()};
   }
-  return {400, "malformed HTTP version"};
+  return {400, "malformed HTTP version", v.data()};
 }
 
 // request-line = method SP request-target SP HTTP-version (no CRLF in `line`).
 Refusal parseRequestLine(std::string_view line, HttpHead& head) {
   size_t n = line.size(), i = 0;
   while (i < n && isTchar(line[i])) ++i;
-  if (i == 0 || i == n || line[i] != ' ') return {400, "invalid method"};
+  if (i == 0 || i == n || line[i] != ' ') return {400, "invalid method", line.data() + i};
   head.method = line.substr(0, i);
   size_t t = ++i;
   while (i < n && isTargetChar(line[i])) ++i;
-  if (i == t) return {400, "empty request-target"};
-  if (i == n || line[i] != ' ') return {400, "invalid request-target"};
+  if (i == t) return {400, "empty request-target", line.data() + i};
+  if (i == n || line[i] != ' ') return {400, "invalid request-target", line.data() + i};
   head.target = line.substr(t, i - t);
   return parseVersion(line.substr(i + 1), head.version_minor);
 }
@@ -106,13 +112,13 @@ Refusal parseStatusLine(std::string_view line, HttpHead& head) {
   std::string_view rest = line.substr(sp + 1);
   if (rest.size() < 3 || rest[0] < '1' || rest[0] > '9' || rest[1] < '0' || rest[1] > '9' ||
       rest[2] < '0' || rest[2] > '9')
-    return {400, "malformed status code"};
+    return {400, "malformed status code", rest.data()};
   head.status = (rest[0] - '0') * 100 + (rest[1] - '0') * 10 + (rest[2] - '0');
   if (rest.size() == 3) return kAccepted;
-  if (rest[3] != ' ') return {400, "malformed status code"};
+  if (rest[3] != ' ') return {400, "malformed status code", rest.data() + 3};
   head.reason = rest.substr(4);
-  for (char c : head.reason)
-    if (!isValueChar(c)) return {400, "control character in reason phrase"};
+  for (const char& c : head.reason)
+    if (!isValueChar(c)) return {400, "control character in reason phrase", &c};
   return kAccepted;
 }
 
@@ -139,23 +145,23 @@ const char* scanValue(const char* p, const char* limit) {
 Refusal parseFields(const char* p, const char* end, size_t max_fields, HttpHead& head) {
   head.headers.reserve(16);
   while (p < end) {
-    if (head.headers.size() == max_fields) return {400, "too many header fields"};
+    if (head.headers.size() == max_fields) return {400, "too many header fields", p};
     const char* name = p;
     while (isTchar(*p)) ++p;
     if (*p != ':') {
-      if (isOws(*p)) return {400, p == name ? "obs-fold in head" : "whitespace before colon"};
-      if (*p == '\r') return {400, p == name ? "empty field name" : "field line without colon"};
-      return {400, p == name ? "empty field name" : "invalid character in field name"};
+      if (isOws(*p)) return {400, p == name ? "obs-fold in head" : "whitespace before colon", p};
+      if (*p == '\r') return {400, p == name ? "empty field name" : "field line without colon", p};
+      return {400, p == name ? "empty field name" : "invalid character in field name", p};
     }
-    if (p == name) return {400, "empty field name"};
+    if (p == name) return {400, "empty field name", p};
     std::string_view field_name(name, static_cast<size_t>(p - name));
     ++p;
     while (isOws(*p)) ++p;
     const char* value = p;
     p = scanValue(p, end + 2);
     // *p is not a value byte: it must be the CR of this line's CRLF.
-    if (*p != '\r') return {400, "control character in field value"};
-    if (p[1] != '\n') return {400, "bare CR in field value"};
+    if (*p != '\r') return {400, "control character in field value", p};
+    if (p[1] != '\n') return {400, "bare CR in field value", p};
     const char* value_end = p;
     while (value_end > value && isOws(value_end[-1])) --value_end;
     head.headers.push_back({field_name, {value, static_cast<size_t>(value_end - value)}});
@@ -181,12 +187,14 @@ void HeadParser::reset() {
   err_reason_ = "";
 }
 
-ParseResult HeadParser::fail(Error& err, int status, const char* reason) {
+ParseResult HeadParser::fail(Error& err, int status, const char* reason, size_t offset) {
   phase_ = Phase::kError;
   err_status_ = status;
   err_reason_ = reason;
+  err_offset_ = offset;
   err.status = status;
   err.reason = reason;
+  err.offset = offset;
   return ParseResult::kError;
 }
 
@@ -209,13 +217,13 @@ bool HeadParser::skipLeadingEmptyLines(std::string_view buf, size_t limit, bool 
 
 ParseResult HeadParser::parse(std::string_view buf, HttpHead& head, Error& err, bool request) {
   if (phase_ == Phase::kDone) return ParseResult::kComplete;
-  if (phase_ == Phase::kError) return fail(err, err_status_, err_reason_);
+  if (phase_ == Phase::kError) return fail(err, err_status_, err_reason_, err_offset_);
 
   const size_t limit = buf.size() < max_head_ ? buf.size() : max_head_;
   const char* data = buf.data();
   bool start_line_parsed_now = false;  // head's start-line views point into this `buf`
   if (phase_ == Phase::kLeading && !skipLeadingEmptyLines(buf, limit, request)) {
-    if (buf.size() >= max_head_) return fail(err, request ? 400 : 502, "head too large");
+    if (buf.size() >= max_head_) return fail(err, request ? 400 : 502, "head too large", max_head_);
     return ParseResult::kIncomplete;
   }
 
@@ -228,7 +236,7 @@ ParseResult HeadParser::parse(std::string_view buf, HttpHead& head, Error& err, 
       // again when the next byte arrives.
       if (const void* cr = std::memchr(data + pos, '\r', limit - pos)) {
         size_t at = static_cast<size_t>(static_cast<const char*>(cr) - data);
-        if (at + 1 < limit) return fail(err, 400, "bare CR in head");
+        if (at + 1 < limit) return fail(err, 400, "bare CR in head", at);
         pos = at;
         break;
       }
@@ -238,15 +246,18 @@ ParseResult HeadParser::parse(std::string_view buf, HttpHead& head, Error& err, 
     size_t lf = static_cast<size_t>(static_cast<const char*>(hit) - data);
     // The first bad byte decides, as it does when the head arrives a byte at a time: a
     // bare CR before this LF is refused before the LF itself.
-    if (lf > pos + 1 && std::memchr(data + pos, '\r', lf - 1 - pos) != nullptr)
-      return fail(err, 400, "bare CR in head");
-    if (lf == line_start_ || data[lf - 1] != '\r') return fail(err, 400, "bare LF in head");
+    if (lf > pos + 1) {
+      if (const void* cr = std::memchr(data + pos, '\r', lf - 1 - pos))
+        return fail(err, 400, "bare CR in head",
+                    static_cast<size_t>(static_cast<const char*>(cr) - data));
+    }
+    if (lf == line_start_ || data[lf - 1] != '\r') return fail(err, 400, "bare LF in head", lf);
     std::string_view line(data + line_start_, lf - 1 - line_start_);
     pos = lf + 1;
     if (phase_ == Phase::kStartLine) {
       head.clear();
       Refusal r = request ? parseRequestLine(line, head) : parseStatusLine(line, head);
-      if (r.status != 0) return fail(err, r.status, r.reason);
+      if (r.status != 0) return fail(err, r.status, r.reason, offsetOf(data, r, line_start_));
       start_line_parsed_now = true;
       fields_start_ = pos;
       phase_ = Phase::kFields;
@@ -261,9 +272,9 @@ ParseResult HeadParser::parse(std::string_view buf, HttpHead& head, Error& err, 
 
   if (phase_ != Phase::kDone) {
     if (buf.size() < max_head_) return ParseResult::kIncomplete;
-    if (!request) return fail(err, 502, "response head too large");
-    if (phase_ == Phase::kStartLine) return fail(err, 400, "request line too long");
-    return fail(err, 400, "request head too large");
+    if (!request) return fail(err, 502, "response head too large", max_head_);
+    if (phase_ == Phase::kStartLine) return fail(err, 400, "request line too long", max_head_);
+    return fail(err, 400, "request head too large", max_head_);
   }
 
   if (!start_line_parsed_now) {
@@ -271,10 +282,11 @@ ParseResult HeadParser::parse(std::string_view buf, HttpHead& head, Error& err, 
     head.clear();
     std::string_view line(data + start_, fields_start_ - 2 - start_);
     Refusal r = request ? parseRequestLine(line, head) : parseStatusLine(line, head);
-    if (r.status != 0) return fail(err, r.status, r.reason);  // caller changed old bytes
+    // (only when the caller changed bytes already passed)
+    if (r.status != 0) return fail(err, r.status, r.reason, offsetOf(data, r, start_));
   }
   Refusal r = parseFields(data + fields_start_, data + head_len_ - 2, max_fields_, head);
-  if (r.status != 0) return fail(err, r.status, r.reason);
+  if (r.status != 0) return fail(err, r.status, r.reason, offsetOf(data, r, fields_start_));
   return ParseResult::kComplete;
 }
 

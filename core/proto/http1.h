@@ -18,6 +18,9 @@ namespace crescent::core::http1 {
 struct Error {
   int status = 400;
   std::string reason;
+  /// Byte of the buffer where the fault was found (HAProxy's "error at position"): the
+  /// first bad byte, the start of the line at fault, or max_head for a head too large.
+  size_t offset = 0;
 };
 
 enum class ParseResult { kIncomplete, kComplete, kError };
@@ -70,7 +73,7 @@ class HeadParser {
  private:
   enum class Phase { kLeading, kStartLine, kFields, kDone, kError };
   ParseResult parse(std::string_view buf, HttpHead& head, Error& err, bool request);
-  ParseResult fail(Error& err, int status, const char* reason);
+  ParseResult fail(Error& err, int status, const char* reason, size_t offset);
   bool skipLeadingEmptyLines(std::string_view buf, size_t limit, bool request);
   size_t max_head_;
   size_t max_fields_;
@@ -82,6 +85,7 @@ class HeadParser {
   size_t head_len_ = 0;
   int err_status_ = 0;  // kept so that calls after an error report it again
   const char* err_reason_ = "";
+  size_t err_offset_ = 0;
 };
 
 /// How a message body is delimited (RFC 9112 §6).

@@ -375,5 +375,39 @@ TEST(Http1Parser, ByteAtATimeIsLinear) {
   EXPECT_LT(seconds, 5.0);  // quadratic rescanning would take minutes
 }
 
+// The offset of a refusal (show errors' "error at position") is the first bad byte, the
+// same whether the head arrives at once or a byte at a time.
+TEST(Http1Parser, RefusalNamesTheByteAtFault) {
+  struct Case {
+    std::string in;
+    size_t offset;
+  };
+  const Case cases[] = {
+      {"GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", 28},  // the space in the name
+      {"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 23},               // the bare LF
+      {"G(T / HTTP/1.1\r\n\r\n", 1},                                  // the bad method byte
+      {"GET / HTTP/2.5\r\n\r\n", 6},                                  // the version
+      {"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", 20},                    // the control byte
+      {"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 20},                      // the bare CR
+  };
+  for (const Case& c : cases) {
+    for (bool bytewise : {false, true}) {
+      HeadParser p;
+      HttpHead head;
+      Error err;
+      ParseResult r = ParseResult::kIncomplete;
+      if (bytewise) {
+        for (size_t n = 1; n <= c.in.size() && r == ParseResult::kIncomplete; ++n)
+          r = p.parseRequest(std::string_view(c.in).substr(0, n), head, err);
+      } else {
+        r = p.parseRequest(c.in, head, err);
+      }
+      ASSERT_EQ(r, ParseResult::kError) << c.in;
+      EXPECT_EQ(err.offset, c.offset) << c.in << " (" << err.reason << ")"
+                                      << (bytewise ? " bytewise" : "");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace crescent::core::http1
