@@ -75,9 +75,16 @@ local CHECK_KEYS = {
   inter = DURATION, fastinter = DURATION, downinter = DURATION, timeout = DURATION,
   rise = int(1, 1000), fall = int(1, 1000), port = int(1, 65535),
   observe = { t = "enum", values = { "layer4", "layer7" } }, error_limit = int(1, 100000),
+  -- protocol checks (HAProxy's mysql-check, pgsql-check, redis-check, smtpchk)
+  type = { t = "enum", values = { "tcp", "http", "mysql", "pgsql", "redis", "smtp" } },
+  user = { t = "string" }, domain = { t = "string" },
 }
 local CHECK = { t = "table", what = "check", keys = CHECK_KEYS }
 local SERVER_CHECK = { t = "check", keys = CHECK_KEYS }
+-- HAProxy's agent-check, agent-port, agent-inter, agent-send, agent-addr
+local AGENT = { t = "table", what = "agent", keys = {
+  port = int(1, 65535), inter = DURATION, send = { t = "string" }, addr = { t = "string" },
+} }
 
 _M.global = {
   cpu_map = { t = "cpu_map" },
@@ -128,6 +135,7 @@ _M.backend = {
   mode = MODE, timeout = TIMEOUT, balance = BALANCE, retries = int(0, 100), redispatch = BOOL,
   forwardfor = BOOL, service = FUNC, hash_type = HASH_TYPE, check = CHECK, source = SOURCE,
   compression = COMPRESSION, http_response = FUNC, pool = POOL, http_reuse = HTTP_REUSE,
+  agent = AGENT,
 }
 
 _M.listen = {}
@@ -141,7 +149,7 @@ _M.server = {
   send_proxy = { t = "enum", values = { "v1", "v2" } },
   proxy_v2_options = { t = "strings", values = { "ssl", "authority", "alpn", "unique_id",
                                                   "crc32c" } },
-  tls = SERVER_TLS,
+  tls = SERVER_TLS, agent = AGENT,
 }
 _M.bind = {
   accept_proxy = BOOL, mode = { t = "string" }, user = { t = "string" },

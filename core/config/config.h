@@ -127,6 +127,10 @@ struct HealthCheckConfig {
   enum class Kind {
     kTcp,   ///< connect (then `send`/`expect_body` if given)
     kHttp,  ///< `http = "GET /health"`: a request; up on `expect` (default 2xx/3xx)
+    kMysql,  ///< `type = "mysql"`: handshake (+ login of `user`, COM_QUIT); HAProxy mysql-check
+    kPgsql,  ///< `type = "pgsql"`: StartupMessage for `user`; HAProxy pgsql-check
+    kRedis,  ///< `type = "redis"`: PING, +PONG; HAProxy redis-check
+    kSmtp,   ///< `type = "smtp"`: 220 greeting, EHLO `domain`, 250; HAProxy smtpchk
   };
   /// Passive checks (HAProxy's `observe`): consecutive errors seen by real traffic.
   enum class Observe { kNone, kLayer4, kLayer7 };
@@ -137,6 +141,8 @@ struct HealthCheckConfig {
   std::string uri = "/";       ///< kHttp
   std::string host;            ///< kHttp: Host header; empty = the server's address
   std::string send;            ///< kTcp: bytes sent after connecting
+  std::string user;            ///< kMysql (optional), kPgsql (required): the login user
+  std::string domain = "localhost";  ///< kSmtp: the EHLO argument
   /// Status ranges that mean up (inclusive pairs); empty = 200..399.
   std::vector<std::pair<int, int>> expect_status;
   std::string expect_body;  ///< the response must contain this (first 16 KiB)
@@ -152,6 +158,15 @@ struct HealthCheckConfig {
   int error_limit = 10;  ///< consecutive observed errors that mark the server down
 };
 
+/// HAProxy's agent-check (`agent = { port, inter, send, addr }`): a TCP agent whose one-line
+/// reply sets the server's weight, admin state and agent health (core/backend/agent_check.h).
+struct AgentCheckConfig {
+  bool enabled = false;  ///< an `agent` table applies (the server's, else its backend's)
+  Address address;       ///< where the agent listens: `addr` (else the server's IP) + `port`
+  uint64_t inter = 2000;  ///< ms between two agent checks
+  std::string send;       ///< bytes sent once connected (HAProxy's agent-send); may be empty
+};
+
 struct ServerConfig {
   std::string name;
   std::string text;  ///< address as written
@@ -163,6 +178,7 @@ struct ServerConfig {
   bool backup = false;      ///< used only when no non-backup server is up
   uint64_t slowstart = 0;   ///< ms over which the weight ramps up after recovery
   HealthCheckConfig check;  ///< resolved: backend settings + server overrides
+  AgentCheckConfig agent;   ///< resolved: backend settings + server overrides
   SourceConfig source;      ///< resolved: the server's, else the backend's
   int send_proxy = 0;       ///< PROXY protocol version sent first (1, 2); 0 = none
   /// TLVs of a v2 header: bits of kProxyV2Ssl, kProxyV2Authority, ...
