@@ -317,8 +317,8 @@ Status applyCheckType(const Loc& at, const std::string& type, bool has_http, boo
   for (const auto& [name, k] : kTypes)
     if (type == name) kind = k;
   auto refuse = [&](const std::string& key) {
-    return Status::error(at.prefix() + "check.type = \"" + type + "\" cannot be combined with check." +
-                         key);
+    return Status::error(at.prefix() + "check.type = \"" + type +
+                         "\" cannot be combined with check." + key);
   };
   bool protocol = kind != Kind::kTcp && kind != Kind::kHttp;
   if (has_http && kind != Kind::kHttp) return refuse("http");
@@ -338,7 +338,8 @@ Status applyCheckType(const Loc& at, const std::string& type, bool has_http, boo
     return v.find_first_of(std::string_view("\0\r\n", 3)) != std::string::npos;
   };
   if (bad(c.user)) return Status::error(at.prefix() + "check.user must not hold NUL, CR or LF");
-  if (c.user.size() > 255) return Status::error(at.prefix() + "check.user is longer than 255 bytes");
+  if (c.user.size() > 255)
+    return Status::error(at.prefix() + "check.user is longer than 255 bytes");
   if (bad(c.domain) || c.domain.empty())
     return Status::error(at.prefix() + "check.domain must be a non-empty name without CR or LF");
   c.kind = kind;
@@ -365,16 +366,17 @@ Status readAgent(lua_State* L, int idx, const Loc& at, const core::ServerConfig&
   if (a.inter == 0) return Status::error(at.prefix() + "agent.inter must be more than 0 ms");
   if (addr.empty()) {
     if (!s.address.isIp()) {
-      return Status::error(at.prefix() + "agent.addr is required for a server that is not an IP "
-                           "address (" + s.text + ")");
+      return Status::error(at.prefix() +
+                           "agent.addr is required for a server that is not an IP "
+                           "address (" +
+                           s.text + ")");
     }
     a.address = s.address;
   } else {
     bool v6 = addr.find(':') != std::string::npos;
     auto parsed = core::Address::parse((v6 ? "[" + addr + "]" : addr) + ":1");
     if (!parsed.ok() || !parsed->isIp()) {
-      return Status::error(at.prefix() + "agent.addr must be an IP address (got \"" + addr +
-                           "\")");
+      return Status::error(at.prefix() + "agent.addr must be an IP address (got \"" + addr + "\")");
     }
     a.address = *parsed;
   }

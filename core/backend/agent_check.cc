@@ -122,8 +122,7 @@ void applyAgentReply(Server& server, const AgentReply& reply, std::string_view l
 
 class AgentCheck::Impl final : public StreamHandler {
  public:
-  Impl(EventLoop& loop, Server& server, uint64_t first_delay_ms)
-      : loop_(loop), server_(server) {
+  Impl(EventLoop& loop, Server& server, uint64_t first_delay_ms) : loop_(loop), server_(server) {
     const AgentCheckConfig& a = server.config().agent;
     uint64_t connect = server.backend().config().timeout.connect;
     uint64_t t = server.config().check.timeout;
@@ -202,8 +201,8 @@ class AgentCheck::Impl final : public StreamHandler {
   // schedules the next one `inter` after this one started.
   void end(const std::string& problem) {
     if (!problem.empty())
-      logDebug("agent check for server {}/{} at {}: {}", server_.backend().name(),
-               server_.name(), cfg().address.toString(), problem);
+      logDebug("agent check for server {}/{} at {}: {}", server_.backend().name(), server_.name(),
+               cfg().address.toString(), problem);
     if (conn_) drainCheckInput(*conn_);
     conn_.reset();
     uint64_t elapsed = loop_.now() - started_loop_;

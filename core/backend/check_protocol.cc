@@ -105,7 +105,8 @@ class MysqlCheck final : public ProtocolCheck {
             "Layer7 wrong status, info: \"the server asks for another authentication method "
             "(the check user must have no password)\"");
       default:
-        return invalid(fmt::format("unexpected MySQL packet 0x{:02x} after the login", byteAt(p, 0)));
+        return invalid(
+            fmt::format("unexpected MySQL packet 0x{:02x} after the login", byteAt(p, 0)));
     }
   }
 
@@ -153,8 +154,8 @@ class PgsqlCheck final : public ProtocolCheck {
           waiting_for_ = "ReadyForQuery";
           return more();
         }
-        return pass(fmt::format("Layer7 check passed, info: \"authentication requested ({})\"",
-                                method));
+        return pass(
+            fmt::format("Layer7 check passed, info: \"authentication requested ({})\"", method));
       }
       case 'Z':
         return pass("Layer7 check passed, info: \"ready for query\"", pgsql::terminate());
@@ -241,8 +242,8 @@ class SmtpCheck final : public ProtocolCheck {
     std::string_view text = line.size() > 4 ? line.substr(4) : std::string_view();
     int want = greeted_ ? 250 : 220;
     if (code != want) {
-      return fail(fmt::format("Layer7 wrong status, code: {}, info: \"{}\"", code,
-                              printable(text)));
+      return fail(
+          fmt::format("Layer7 wrong status, code: {}, info: \"{}\"", code, printable(text)));
     }
     if (greeted_) return pass("Layer7 check passed, code: 250", "QUIT\r\n");
     greeted_ = true;
@@ -257,8 +258,8 @@ class SmtpCheck final : public ProtocolCheck {
 }  // namespace
 
 CheckStep ProtocolCheck::eof() const {
-  return fail(fmt::format("Layer7 invalid response, info: \"connection closed before {}\"",
-                          waiting_for_));
+  return fail(
+      fmt::format("Layer7 invalid response, info: \"connection closed before {}\"", waiting_for_));
 }
 
 bool ProtocolCheck::buffer(std::string_view data) {
@@ -324,8 +325,8 @@ namespace pgsql {
 std::string startupMessage(std::string_view user, std::string_view database) {
   std::string body;
   putBe32(body, 196608);  // protocol 3.0
-  for (std::string_view kv : {std::string_view("user"), user, std::string_view("database"),
-                              database}) {
+  for (std::string_view kv :
+       {std::string_view("user"), user, std::string_view("database"), database}) {
     body.append(kv);
     body.push_back('\0');
   }

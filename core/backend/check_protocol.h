@@ -47,7 +47,7 @@ class ProtocolCheck {
  protected:
   /// Appends `data` to the pending input; false (and nothing appended) past kMaxReply.
   bool buffer(std::string_view data);
-  std::string in_;  ///< received and not yet consumed
+  std::string in_;                       ///< received and not yet consumed
   const char* waiting_for_ = "a reply";  ///< for eof(): what was expected next
 };
 

@@ -138,8 +138,8 @@ class ServerCheck final : public StreamHandler {
   bool head_done_ = false;
   http1::BodyDecoder decoder_;
   std::unique_ptr<ProtocolCheck> proto_;  // the running protocol check, or null
-  bool closing_ = false;        // proto_ passed; its last bytes are being written out
-  std::string closing_reason_;  // the reason of that pass
+  bool closing_ = false;                  // proto_ passed; its last bytes are being written out
+  std::string closing_reason_;            // the reason of that pass
 };
 
 ServerCheck::ServerCheck(EventLoop& loop, Server& server, CheckScript* script,
@@ -510,8 +510,10 @@ void ServerCheck::record(bool ok, const std::string& reason) {
   if (++successes_ >= c.rise) {
     successes_ = 0;
     if (!server_.setUp(true, reason) && !server_.agentUp()) {
-      logInfo("Health check for server {}/{} is UP, reason: {}; the server stays DOWN: its "
-              "agent says down.", be, server_.name(), reason);
+      logInfo(
+          "Health check for server {}/{} is UP, reason: {}; the server stays DOWN: its "
+          "agent says down.",
+          be, server_.name(), reason);
     }
     return;
   }

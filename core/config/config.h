@@ -127,10 +127,12 @@ struct HealthCheckConfig {
   enum class Kind {
     kTcp,   ///< connect (then `send`/`expect_body` if given)
     kHttp,  ///< `http = "GET /health"`: a request; up on `expect` (default 2xx/3xx)
-    kMysql,  ///< `type = "mysql"`: handshake (+ login of `user`, COM_QUIT); HAProxy mysql-check
-    kPgsql,  ///< `type = "pgsql"`: StartupMessage for `user`; HAProxy pgsql-check
-    kRedis,  ///< `type = "redis"`: PING, +PONG; HAProxy redis-check
-    kSmtp,   ///< `type = "smtp"`: 220 greeting, EHLO `domain`, 250; HAProxy smtpchk
+    // `type = "..."`, HAProxy's option mysql-check, pgsql-check, redis-check, smtpchk
+    // (core/backend/check_protocol.h):
+    kMysql,  ///< handshake, then the login of `user` (if set) and COM_QUIT
+    kPgsql,  ///< StartupMessage for `user`
+    kRedis,  ///< PING, +PONG
+    kSmtp,   ///< 220 greeting, EHLO `domain`, 250
   };
   /// Passive checks (HAProxy's `observe`): consecutive errors seen by real traffic.
   enum class Observe { kNone, kLayer4, kLayer7 };
@@ -141,8 +143,9 @@ struct HealthCheckConfig {
   std::string uri = "/";       ///< kHttp
   std::string host;            ///< kHttp: Host header; empty = the server's address
   std::string send;            ///< kTcp: bytes sent after connecting
-  std::string user;            ///< kMysql (optional), kPgsql (required): the login user
-  std::string domain = "localhost";  ///< kSmtp: the EHLO argument
+  std::string user;            ///< kMysql (optional), kPgsql (required): who logs in
+  /// kSmtp: the EHLO argument
+  std::string domain = "localhost";
   /// Status ranges that mean up (inclusive pairs); empty = 200..399.
   std::vector<std::pair<int, int>> expect_status;
   std::string expect_body;  ///< the response must contain this (first 16 KiB)
@@ -161,8 +164,8 @@ struct HealthCheckConfig {
 /// HAProxy's agent-check (`agent = { port, inter, send, addr }`): a TCP agent whose one-line
 /// reply sets the server's weight, admin state and agent health (core/backend/agent_check.h).
 struct AgentCheckConfig {
-  bool enabled = false;  ///< an `agent` table applies (the server's, else its backend's)
-  Address address;       ///< where the agent listens: `addr` (else the server's IP) + `port`
+  bool enabled = false;   ///< an `agent` table applies (the server's, else its backend's)
+  Address address;        ///< where the agent listens: `addr` (else the server's IP), `port`
   uint64_t inter = 2000;  ///< ms between two agent checks
   std::string send;       ///< bytes sent once connected (HAProxy's agent-send); may be empty
 };

@@ -35,7 +35,8 @@ struct Exchange {
   CheckStep last;
 };
 
-Exchange drive(const HealthCheckConfig& c, const std::vector<std::string>& replies, size_t split = 0) {
+Exchange drive(const HealthCheckConfig& c, const std::vector<std::string>& replies,
+               size_t split = 0) {
   auto check = makeProtocolCheck(c);
   Exchange r;
   if (std::string first = check->start(); !first.empty()) r.sent.push_back(first);
@@ -76,8 +77,8 @@ void expectSameAtEverySplit(const HealthCheckConfig& c, const std::vector<std::s
 // A protocol-10 initial handshake packet (sequence 0) with server version `version`.
 std::string mysqlGreeting(const std::string& version) {
   std::string p = bytes({10}) + version + std::string(1, '\0');
-  p += bytes({0x2a, 0, 0, 0});                              // connection id
-  p += "abcdefgh" + std::string(1, '\0');                   // auth-plugin-data part 1, filler
+  p += bytes({0x2a, 0, 0, 0});                             // connection id
+  p += "abcdefgh" + std::string(1, '\0');                  // auth-plugin-data part 1, filler
   p += bytes({0xff, 0xf7, 0x21, 0x02, 0x00, 0xff, 0x81});  // capabilities, charset, status
   p += std::string(10, '\0') + "ijklmnopqrst" + std::string(1, '\0');
   p += "mysql_native_password" + std::string(1, '\0');
@@ -86,11 +87,12 @@ std::string mysqlGreeting(const std::string& version) {
 }
 
 TEST(MysqlCheck, HandshakeResponse41IsByteExact) {
-  std::string want = bytes({0x27, 0x00, 0x00, 0x01,    // length 39, sequence 1
-                            0x01, 0x82, 0x00, 0x00,    // LONG_PASSWORD|PROTOCOL_41|SECURE
-                            0x00, 0x00, 0x00, 0x01,    // max packet 16 MiB
-                            0x21}) +                   // utf8_general_ci
-                     std::string(23, '\0') + "check" + bytes({0x00, 0x00});
+  std::string want = bytes({0x27, 0x00, 0x00, 0x01,  // length 39, sequence 1
+                            0x01, 0x82, 0x00, 0x00,  // LONG_PASSWORD|PROTOCOL_41|SECURE
+                            0x00, 0x00, 0x00, 0x01,  // max packet 16 MiB
+                            0x21}) +                 // utf8_general_ci
+                     std::string(23, '\0') +
+                     "check" + bytes({0x00, 0x00});
   EXPECT_EQ(mysql::handshakeResponse41("check"), want);
   EXPECT_EQ(mysql::comQuit(), bytes({0x01, 0x00, 0x00, 0x00, 0x01}));
 }
@@ -145,7 +147,8 @@ TEST(MysqlCheck, RefusesOtherProtocolsAndEof) {
   // An HTTP server answering on the MySQL port: a huge "length", then too much data.
   auto http = makeProtocolCheck(config(HealthCheckConfig::Kind::kMysql));
   CheckStep s = http->feed("HTTP/1.1 400 Bad Request\r\n");
-  for (int i = 0; i < 2000 && s.verdict == Verdict::kMore; ++i) s = http->feed(std::string(64, 'x'));
+  for (int i = 0; i < 2000 && s.verdict == Verdict::kMore; ++i)
+    s = http->feed(std::string(64, 'x'));
   EXPECT_EQ(s.verdict, Verdict::kFail);
 }
 
@@ -257,7 +260,8 @@ TEST(SmtpCheck, OtherCodesAreDown) {
   auto c = config(HealthCheckConfig::Kind::kSmtp);
   Exchange busy = drive(c, {"421 4.3.2 Service not available\r\n"});
   EXPECT_EQ(busy.last.verdict, Verdict::kFail);
-  EXPECT_EQ(busy.last.reason, "Layer7 wrong status, code: 421, info: \"4.3.2 Service not available\"");
+  EXPECT_EQ(busy.last.reason,
+            "Layer7 wrong status, code: 421, info: \"4.3.2 Service not available\"");
   EXPECT_TRUE(busy.sent.empty());
   Exchange ehlo = drive(c, {"220 ok\n", "502 5.5.2 Error: command not recognized\n"});
   EXPECT_EQ(ehlo.last.verdict, Verdict::kFail);
