@@ -306,5 +306,54 @@ TEST(AgentReply, WeightIsAPercentOfTheConfiguredOne) {
   EXPECT_EQ(agentWeight(1, 150), 1);
 }
 
+// The agent's words through the server's own state machinery: health is up only while
+// the check and the agent both say so; drain/maint/ready and the weight are the admin
+// state and weight the runtime API sets.
+TEST(AgentReply, AppliesToTheServer) {
+  BackendConfig cfg;
+  cfg.name = "b";
+  ServerConfig sc;
+  sc.name = "s1";
+  sc.text = "127.0.0.1:8001";
+  sc.address = *Address::parse(sc.text);
+  sc.id = 1;
+  sc.weight = 10;
+  sc.agent.enabled = true;
+  cfg.servers.push_back(sc);
+  Backend be(cfg, 0);
+  Server& s = *be.servers()[0];
+  auto apply = [&](std::string_view line) { applyAgentReply(s, parseAgentReply(line), line); };
+
+  apply("up 50%");
+  EXPECT_EQ(s.weight(), 5);
+  EXPECT_TRUE(s.up());
+  apply("drain");
+  EXPECT_EQ(s.admin(), AdminState::kDrain);
+  EXPECT_FALSE(s.usable());
+  apply("ready 100%");
+  EXPECT_EQ(s.admin(), AdminState::kReady);
+  EXPECT_EQ(s.weight(), 10);
+  EXPECT_TRUE(s.usable());
+
+  apply("down #disk full");
+  EXPECT_FALSE(s.up());
+  EXPECT_TRUE(s.healthUp());
+  EXPECT_FALSE(s.setUp(true, "check passed"));  // the check cannot bring it back
+  EXPECT_FALSE(s.up());
+  apply("up");
+  EXPECT_TRUE(s.up());
+
+  EXPECT_TRUE(s.setUp(false, "check failed"));
+  apply("up");  // the agent cannot bring it back either
+  EXPECT_FALSE(s.up());
+  EXPECT_TRUE(s.setUp(true, "check passed"));
+  EXPECT_TRUE(s.up());
+
+  apply("maint");
+  EXPECT_EQ(s.admin(), AdminState::kMaint);
+  apply("ready");
+  EXPECT_EQ(s.admin(), AdminState::kReady);
+}
+
 }  // namespace
 }  // namespace crescent::core
