@@ -8,7 +8,6 @@ again -> UP with the protocol's own "check passed" reason. A server answering wi
 protocol's error (a login refused, a 421 greeting) is DOWN with that error in the reason.
 The agent's words change the weight and state that `show servers state` shows."""
 
-import socket
 import threading
 
 import pytest
