@@ -334,7 +334,7 @@ local function newContext(opts)
       return { name = e.name, text = addr, weight = out.weight, maxconn = out.maxconn,
                maxqueue = out.maxqueue, backup = out.backup, slowstart = out.slowstart,
                check = out.check, source = out.source, send_proxy = out.send_proxy,
-               proxy_v2_options = out.proxy_v2_options, tls = out.tls,
+               proxy_v2_options = out.proxy_v2_options, tls = out.tls, agent = out.agent,
                file = e.file, line = e.line }
     end,
     use_backend = function(section, e)
@@ -501,6 +501,13 @@ local function newContext(opts)
           s.check = nil
         end
         s.source = s.source or source
+        -- An agent: the backend's settings overridden by the server's own.
+        if s.agent or out.agent then
+          local a = {}
+          for k, v in pairs(out.agent or {}) do a[k] = v end
+          for k, v in pairs(s.agent or {}) do a[k] = v end
+          s.agent = a
+        end
         if seen[s.name] then
           fail(e.file, e.line, format('%s: server "%s": duplicate name (first declared at ' ..
             "line %d)", obj.label, s.name, seen[s.name].line))

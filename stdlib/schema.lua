@@ -78,6 +78,9 @@ local CHECK_KEYS = {
   inter = DURATION, fastinter = DURATION, downinter = DURATION, timeout = DURATION,
   rise = int(1, 1000), fall = int(1, 1000), port = int(1, 65535),
   observe = { t = "enum", values = { "layer4", "layer7" } }, error_limit = int(1, 100000),
+  -- protocol checks (HAProxy's mysql-check, pgsql-check, redis-check, smtpchk)
+  type = { t = "enum", values = { "tcp", "http", "mysql", "pgsql", "redis", "smtp" } },
+  user = { t = "string" }, domain = { t = "string" },
 }
 local CHECK = { t = "table", what = "check", keys = CHECK_KEYS }
 -- errorfiles = { [503] = "errors/503.http", ... }: HAProxy's errorfile, for the statuses
@@ -85,6 +88,10 @@ local CHECK = { t = "table", what = "check", keys = CHECK_KEYS }
 local ERRORFILES = { t = "errorfiles", statuses = { 400, 403, 404, 405, 407, 408, 410, 413,
   414, 421, 425, 429, 431, 500, 501, 502, 503, 504, 505 } }
 local SERVER_CHECK = { t = "check", keys = CHECK_KEYS }
+-- HAProxy's agent-check, agent-port, agent-inter, agent-send, agent-addr
+local AGENT = { t = "table", what = "agent", keys = {
+  port = int(1, 65535), inter = DURATION, send = { t = "string" }, addr = { t = "string" },
+} }
 
 _M.global = {
   cpu_map = { t = "cpu_map" },
@@ -136,7 +143,7 @@ _M.backend = {
   mode = MODE, timeout = TIMEOUT, balance = BALANCE, retries = int(0, 100), redispatch = BOOL,
   forwardfor = BOOL, service = FUNC, hash_type = HASH_TYPE, check = CHECK, source = SOURCE,
   compression = COMPRESSION, http_response = FUNC, pool = POOL, http_reuse = HTTP_REUSE,
-  errorfiles = ERRORFILES, error_page = FUNC,
+  errorfiles = ERRORFILES, error_page = FUNC, agent = AGENT,
 }
 
 _M.listen = {}
@@ -150,7 +157,7 @@ _M.server = {
   send_proxy = { t = "enum", values = { "v1", "v2" } },
   proxy_v2_options = { t = "strings", values = { "ssl", "authority", "alpn", "unique_id",
                                                   "crc32c" } },
-  tls = SERVER_TLS,
+  tls = SERVER_TLS, agent = AGENT,
 }
 _M.bind = {
   accept_proxy = BOOL, mode = { t = "string" }, user = { t = "string" },

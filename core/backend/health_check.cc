@@ -2,13 +2,13 @@
 
 #include "core/tls/tls_stream.h"
 
-#include <sys/socket.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <string>
 #include <string_view>
+
+#include "core/backend/agent_check.h"
+#include "core/backend/check_io.h"
+#include "core/backend/check_protocol.h"
 
 #include "core/base/log.h"
 #include "core/net/event_loop.h"
@@ -24,14 +24,8 @@ namespace {
 constexpr size_t kMaxHead = HealthChecker::kMaxHead;
 constexpr size_t kMaxReply = HealthChecker::kMaxReply;
 
-// The text of a libuv error: strerror's for errno values ("Connection refused", as
-// HAProxy logs it), libuv's own for the rest (UV_EOF, getaddrinfo errors).
 std::string errorText(int uv_error) {
-  if (uv_error < 0 && uv_error > -3000) {
-    char buf[128];
-    return strerror_r(-uv_error, buf, sizeof(buf));
-  }
-  return uv_strerror(uv_error);
+  return checkErrorText(uv_error);
 }
 
 // A peer's text (a reason phrase, a script's reason) made fit for one log line.
@@ -43,22 +37,8 @@ std::string oneLine(std::string_view s, size_t max = 200) {
   return out;
 }
 
-// Reads and discards the input the peer sent and we did not read, so that the close
-// that follows sends FIN: a TCP socket closed with unread input sends RST instead
-// (reference/004). On Linux MSG_TRUNC discards TCP input without copying it. Stops at
-// the peer's FIN (0), when nothing more is there (EAGAIN) or on an error; bounded so
-// that a peer that streams forever cannot hold the loop.
 void drainInput(Stream& s) {
-  uv_os_fd_t fd = -1;
-  if (uv_fileno(reinterpret_cast<uv_handle_t*>(s.uv()), &fd) != 0 || fd < 0) return;
-  char scratch[4096];
-  for (int i = 0; i < 64; ++i) {
-    ssize_t n = s.kind() == Stream::Kind::kTcp
-                    ? ::recv(fd, nullptr, 1 << 20, MSG_TRUNC | MSG_DONTWAIT)
-                    : ::recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && errno == EINTR)) continue;
-    return;
-  }
+  drainCheckInput(s);
 }
 
 // Keeps the first kMaxReply payload bytes of a de-chunked body.
@@ -97,6 +77,8 @@ class ServerCheck final : public StreamHandler {
 
   const HealthCheckConfig& cfg() const { return server_.config().check; }
   bool isHttp() const { return cfg().kind == HealthCheckConfig::Kind::kHttp; }
+  /// A protocol check (mysql, pgsql, redis, smtp) drives the running check.
+  bool isProtocol() const { return proto_ != nullptr; }
   /// The check looks at the body (HTTP) or reads a reply (TCP): expect_body or a Lua expect.
   bool wantsReply() const { return !cfg().expect_body.empty() || cfg().expect_hook > 0; }
 
@@ -118,6 +100,10 @@ class ServerCheck final : public StreamHandler {
   void onHttpHead();
   void onHttpBody(const char* data, size_t len);
   void onTcpData(std::string_view data);
+  // A protocol check's step: writes its bytes, waits, or ends the check.
+  void applyStep(CheckStep step);
+  // Ends a passed protocol check whose last bytes (COM_QUIT, QUIT) were being written.
+  void finishClosing() { finish(true, closing_reason_); }
   void evaluateHttp();
   void evaluateTcp();
   /// Runs the Lua expect; true when it passed, else `why` says why.
@@ -151,6 +137,9 @@ class ServerCheck final : public StreamHandler {
   HttpHead head_;
   bool head_done_ = false;
   http1::BodyDecoder decoder_;
+  std::unique_ptr<ProtocolCheck> proto_;  // the running protocol check, or null
+  bool closing_ = false;                  // proto_ passed; its last bytes are being written out
+  std::string closing_reason_;            // the reason of that pass
 };
 
 ServerCheck::ServerCheck(EventLoop& loop, Server& server, CheckScript* script,
@@ -193,7 +182,11 @@ void ServerCheck::onTimer() {
       finish(false, "Layer4 timeout");
       return;
     case Phase::kExchanging:
-      finish(false, isHttp() || wantsReply() ? "Layer7 timeout" : "Layer4 timeout");
+      if (closing_) {
+        finishClosing();
+        return;
+      }
+      finish(false, isHttp() || wantsReply() || isProtocol() ? "Layer7 timeout" : "Layer4 timeout");
       return;
   }
 }
@@ -205,6 +198,8 @@ void ServerCheck::startCheck() {
   parser_.reset();
   head_done_ = false;
   decoder_.reset(http1::BodyKind::kNone);
+  proto_ = makeProtocolCheck(cfg());
+  closing_ = false;
   started_ms_ = monotonicMs();
   started_loop_ = loop_.now();
   phase_ = Phase::kConnecting;
@@ -255,6 +250,11 @@ void ServerCheck::onStreamTlsReady(Stream&, int status) {
 }
 
 void ServerCheck::sendCheck() {
+  if (isProtocol()) {
+    if (std::string first = proto_->start(); !first.empty()) conn_->write(std::move(first));
+    conn_->readStart();
+    return;
+  }
   if (isHttp()) {
     conn_->write(request_);
     conn_->readStart();
@@ -273,11 +273,19 @@ void ServerCheck::sendCheck() {
 }
 
 void ServerCheck::onStreamShutdownDone(Stream&) {
+  if (isProtocol()) {
+    if (closing_) finishClosing();
+    return;
+  }
   if (!isHttp() && !wantsReply())
     finish(true, tls_ != nullptr ? "Layer6 check passed" : "Layer4 check passed");
 }
 
 void ServerCheck::onStreamData(Stream&, Buffer data) {
+  if (isProtocol()) {
+    if (!closing_) applyStep(proto_->feed(data.view()));
+    return;
+  }
   if (isHttp())
     onHttpData(data.view());
   else
@@ -285,6 +293,13 @@ void ServerCheck::onStreamData(Stream&, Buffer data) {
 }
 
 void ServerCheck::onStreamEof(Stream&) {
+  if (isProtocol()) {
+    if (closing_)
+      finishClosing();
+    else
+      applyStep(proto_->eof());
+    return;
+  }
   if (!isHttp()) {
     evaluateTcp();
     return;
@@ -301,6 +316,10 @@ void ServerCheck::onStreamEof(Stream&) {
 }
 
 void ServerCheck::onStreamError(Stream&, int uv_error) {
+  if (closing_) {  // the pass stands: the server may close as soon as it read QUIT
+    finishClosing();
+    return;
+  }
   finish(false, "Layer4 connection problem, info: \"" + errorText(uv_error) + "\"");
 }
 
@@ -423,12 +442,37 @@ bool ServerCheck::runScript(int status, const HttpHead* head, std::string& why) 
   return script_->runCheckExpect(cfg().expect_hook, res, server_, why);
 }
 
+// --- protocol checks -------------------------------------------------------------------
+
+void ServerCheck::applyStep(CheckStep step) {
+  if (!step.send.empty()) conn_->write(std::move(step.send));
+  switch (step.verdict) {
+    case CheckStep::Verdict::kMore:
+      return;
+    case CheckStep::Verdict::kFail:
+      finish(false, step.reason);
+      return;
+    case CheckStep::Verdict::kPass:
+      if (conn_->pendingBytes() == 0) {
+        finish(true, step.reason);
+        return;
+      }
+      // The goodbye (COM_QUIT, Terminate, QUIT) goes out before the close.
+      closing_ = true;
+      closing_reason_ = std::move(step.reason);
+      conn_->shutdown();
+      return;
+  }
+}
+
 // --- results ---------------------------------------------------------------------------
 
 void ServerCheck::finish(bool ok, const std::string& reason) {
   uint64_t duration = monotonicMs() - started_ms_;
   if (conn_) drainInput(*conn_);  // just before close: libuv closes the fd in uv_close
   conn_.reset();
+  proto_.reset();
+  closing_ = false;
   phase_ = Phase::kIdle;
   record(ok, fmt::format("{}, check duration: {}ms", reason, duration));
   // A check starts every interval; one that took longer is followed at once.
@@ -442,7 +486,7 @@ void ServerCheck::record(bool ok, const std::string& reason) {
   const std::string& be = server_.backend().name();
   logDebug("health check for server {}/{} {}, reason: {}", be, server_.name(),
            ok ? "succeeded" : "failed", reason);
-  if (server_.up()) {
+  if (server_.healthUp()) {
     successes_ = 0;
     if (ok) {
       failures_ = 0;
@@ -465,7 +509,12 @@ void ServerCheck::record(bool ok, const std::string& reason) {
   }
   if (++successes_ >= c.rise) {
     successes_ = 0;
-    server_.setUp(true, reason);
+    if (!server_.setUp(true, reason) && !server_.agentUp()) {
+      logInfo(
+          "Health check for server {}/{} is UP, reason: {}; the server stays DOWN: its "
+          "agent says down.",
+          be, server_.name(), reason);
+    }
     return;
   }
   logInfo("Health check for server {}/{} succeeded, reason: {}, status: {}/{} DOWN.", be,
@@ -476,7 +525,7 @@ uint64_t ServerCheck::interval() const {
   const HealthCheckConfig& c = cfg();
   uint64_t fast = c.fastinter != 0 ? c.fastinter : c.inter;
   uint64_t down = c.downinter != 0 ? c.downinter : c.inter;
-  if (server_.up()) return failures_ > 0 ? fast : c.inter;
+  if (server_.healthUp()) return failures_ > 0 ? fast : c.inter;
   return successes_ > 0 ? fast : down;
 }
 
@@ -492,6 +541,7 @@ struct HealthChecker::Impl {
   EventLoop loop;
   std::thread thread;
   std::vector<std::unique_ptr<ServerCheck>> checks;  // checker thread only
+  std::vector<std::unique_ptr<AgentCheck>> agents;   // checker thread only
   bool started = false;                              // owner thread only
   bool stopped = false;                              // owner thread only
 
@@ -509,9 +559,17 @@ void HealthChecker::Impl::run() {
       const tls::ClientContext* ctx = tls.empty() ? nullptr : tls[checks.size()];
       checks.push_back(std::make_unique<ServerCheck>(loop, *checked[i], script.get(), ctx, delay));
     }
+    std::vector<Server*> with_agent;
+    for (auto& s : b->servers())
+      if (s->config().agent.enabled) with_agent.push_back(s.get());
+    for (size_t i = 0; i < with_agent.size(); ++i) {
+      uint64_t delay = with_agent[i]->config().agent.inter * i / with_agent.size();
+      agents.push_back(std::make_unique<AgentCheck>(loop, *with_agent[i], delay));
+    }
   }
   loop.run();  // until stop() closed every check
   checks.clear();
+  agents.clear();
   if (loop.close() != 0) logError("health checks: event loop closed with handles still open");
   script.reset();
 }
@@ -531,7 +589,7 @@ HealthChecker::~HealthChecker() {
 bool HealthChecker::wanted(const std::vector<Backend*>& backends) {
   for (Backend* b : backends)
     for (auto& s : b->servers())
-      if (s->config().check.enabled) return true;
+      if (s->config().check.enabled || s->config().agent.enabled) return true;
   return false;
 }
 
@@ -555,6 +613,7 @@ void HealthChecker::stop() {
   // Runs on the checker thread: with every handle closing, loop.run() returns.
   impl->loop.post([impl] {
     for (auto& c : impl->checks) c->close();
+    for (auto& a : impl->agents) a->close();
   });
   impl->thread.join();
 }

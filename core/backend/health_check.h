@@ -45,6 +45,10 @@ class ClientContext;
 ///   read a reply: up to kMaxReply bytes, until `expect_body` is found or the peer
 ///   closes (without `expect_body`: the first bytes received are the reply). With only
 ///   `send`, the check passes once `send` is written out.
+/// - Protocol (`kMysql`, `kPgsql`, `kRedis`, `kSmtp`): the exchange of
+///   core/backend/check_protocol.h (HAProxy's mysql-check, pgsql-check, redis-check,
+///   smtpchk); its verdict and reason are the check's. After a pass, the protocol's goodbye
+///   (COM_QUIT, Terminate, QUIT) is written out before the close.
 /// - Timeout: `check.timeout`, else min(`inter`, the backend's `timeout.connect`), for
 ///   the whole check (connect, send, reply).
 /// - The connection is closed with FIN, never RST: unread input is drained with
@@ -56,6 +60,10 @@ class ClientContext;
 /// while DOWN), `downinter` while DOWN (each 0 = `inter`). A check that took longer than
 /// the interval is followed by the next at once. Servers in admin state maint are not
 /// checked (their counters restart when they leave maint); drain is checked.
+///
+/// Agent checks (ServerConfig::agent, core/backend/agent_check.h) run on the same thread,
+/// independently of the health checks. Health checks count on Server::healthUp(): what
+/// the agent says does not reset their rise/fall progress.
 ///
 /// Server::countCheckFailure() counts failed checks while the server is UP (HAProxy's
 /// `chkfail`), so a server that went DOWN after `fall` failures shows `fall` of them.
@@ -84,7 +92,8 @@ class HealthChecker {
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
 
-  /// True when at least one server has checks enabled (else a checker is not needed).
+  /// True when at least one server has checks or an agent enabled (else a checker is not
+  /// needed).
   static bool wanted(const std::vector<Backend*>& backends);
   /// Starts the thread and the checks. Call at most once.
   void start();

@@ -50,6 +50,12 @@ Server::Server(Backend& backend, const ServerConfig& cfg, size_t index,
     sh_->member_count.store(static_cast<int>(sh_->members.size()), std::memory_order_seq_cst);
   }
   if (!cfg.source.empty()) source_ = std::make_unique<SourcePicker>(cfg.source);
+  if (!cfg.agent.enabled) {
+    // A reload removed this server's agent: what it last said no longer holds.
+    std::lock_guard<std::mutex> lock(sh_->state_mu);
+    if (!sh_->agent_up.exchange(true, std::memory_order_relaxed))
+      sh_->up.store(sh_->health_up.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
 }
 
 Server::~Server() = default;
@@ -63,8 +69,22 @@ const char* Server::stateName() const {
 }
 
 bool Server::setUp(bool up, const std::string& reason) {
-  bool was = sh_->up.exchange(up, std::memory_order_acq_rel);
-  if (was == up) return false;
+  return changeUp(sh_->health_up, up, reason);
+}
+
+bool Server::setAgentUp(bool up, const std::string& reason) {
+  return changeUp(sh_->agent_up, up, reason);
+}
+
+bool Server::changeUp(std::atomic<bool>& part, bool value, const std::string& reason) {
+  bool up = false;
+  {
+    std::lock_guard<std::mutex> lock(sh_->state_mu);
+    part.store(value, std::memory_order_relaxed);
+    up = sh_->health_up.load(std::memory_order_relaxed) &&
+         sh_->agent_up.load(std::memory_order_relaxed);
+    if (sh_->up.exchange(up, std::memory_order_acq_rel) == up) return false;
+  }
   uint64_t now = monotonicMs();
   sh_->last_change.store(now, std::memory_order_relaxed);
   sh_->observed_errors.store(0, std::memory_order_relaxed);

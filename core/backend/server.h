@@ -50,7 +50,11 @@ struct ServerShared {
   /// Identity of the server's connections (ConnectionPool key): one per ServerShared,
   /// never reused in the process, so pooled connections follow a server across reloads.
   const uint64_t pool_key;
+  /// up = health_up && agent_up, changed under `state_mu` (Server::setUp/setAgentUp).
   std::atomic<bool> up{true};
+  std::atomic<bool> health_up{true};  ///< what health checks and `observe` decided
+  std::atomic<bool> agent_up{true};   ///< what the agent said ("up" / "down", "fail", ...)
+  std::mutex state_mu;
   std::atomic<AdminState> admin{AdminState::kReady};
   std::atomic<uint64_t> up_since{0};  // monotonicMs() when it last came up (slowstart)
   std::atomic<uint64_t> last_change{0};
@@ -92,8 +96,14 @@ class Server {
   bool backup() const { return config_.backup; }
 
   // --- state --------------------------------------------------------------------------
-  /// Health as decided by checks (active and observed); true without checks.
+  /// Health: up as decided by checks (active and observed) and not down by its agent
+  /// (HAProxy: an agent cannot bring up a server its health check says is down, nor
+  /// keep up one whose agent says down); true without checks.
   bool up() const { return sh_->up.load(std::memory_order_relaxed); }
+  /// Health as the health checks and `observe` alone decided.
+  bool healthUp() const { return sh_->health_up.load(std::memory_order_relaxed); }
+  /// Health as the agent check alone decided (true without an agent).
+  bool agentUp() const { return sh_->agent_up.load(std::memory_order_relaxed); }
   AdminState admin() const { return sh_->admin.load(std::memory_order_relaxed); }
   /// May take new traffic: up, admin ready and a weight above 0.
   bool usable() const { return up() && admin() == AdminState::kReady && weight() > 0; }
@@ -102,9 +112,12 @@ class Server {
   /// "UP", "DOWN", "DRAIN", "MAINT" (stats, logs, Lua `state`).
   const char* stateName() const;
 
-  /// Sets the health (health checks, observe). Logs the change with `reason`, starts
-  /// slowstart when coming up, wakes queued requests. Thread-safe; returns true if changed.
+  /// Sets the health (health checks, observe). When up() changes: logs it with `reason`,
+  /// starts slowstart when coming up, wakes queued requests. Thread-safe; returns true if
+  /// up() changed.
   bool setUp(bool up, const std::string& reason);
+  /// Sets the agent's health (agent check: "up", "down"/"fail"/"stopped"); as setUp().
+  bool setAgentUp(bool up, const std::string& reason);
   /// Sets the admin state; thread-safe; logs; returns true if changed.
   bool setAdmin(AdminState s, const std::string& why = "runtime");
   /// Sets the configured weight (0..256); thread-safe.
@@ -175,6 +188,8 @@ class Server {
 
  private:
   friend class Backend;
+  // Sets health_up or agent_up, then up = both; logs and wakes when up changed.
+  bool changeUp(std::atomic<bool>& part, bool value, const std::string& reason);
   Backend& backend_;
   const ServerConfig& config_;
   size_t index_;

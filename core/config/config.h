@@ -136,6 +136,12 @@ struct HealthCheckConfig {
   enum class Kind {
     kTcp,   ///< connect (then `send`/`expect_body` if given)
     kHttp,  ///< `http = "GET /health"`: a request; up on `expect` (default 2xx/3xx)
+    // `type = "..."`, HAProxy's option mysql-check, pgsql-check, redis-check, smtpchk
+    // (core/backend/check_protocol.h):
+    kMysql,  ///< handshake, then the login of `user` (if set) and COM_QUIT
+    kPgsql,  ///< StartupMessage for `user`
+    kRedis,  ///< PING, +PONG
+    kSmtp,   ///< 220 greeting, EHLO `domain`, 250
   };
   /// Passive checks (HAProxy's `observe`): consecutive errors seen by real traffic.
   enum class Observe { kNone, kLayer4, kLayer7 };
@@ -146,6 +152,9 @@ struct HealthCheckConfig {
   std::string uri = "/";       ///< kHttp
   std::string host;            ///< kHttp: Host header; empty = the server's address
   std::string send;            ///< kTcp: bytes sent after connecting
+  std::string user;            ///< kMysql (optional), kPgsql (required): who logs in
+  /// kSmtp: the EHLO argument
+  std::string domain = "localhost";
   /// Status ranges that mean up (inclusive pairs); empty = 200..399.
   std::vector<std::pair<int, int>> expect_status;
   std::string expect_body;  ///< the response must contain this (first 16 KiB)
@@ -161,6 +170,15 @@ struct HealthCheckConfig {
   int error_limit = 10;  ///< consecutive observed errors that mark the server down
 };
 
+/// HAProxy's agent-check (`agent = { port, inter, send, addr }`): a TCP agent whose one-line
+/// reply sets the server's weight, admin state and agent health (core/backend/agent_check.h).
+struct AgentCheckConfig {
+  bool enabled = false;   ///< an `agent` table applies (the server's, else its backend's)
+  Address address;        ///< where the agent listens: `addr` (else the server's IP), `port`
+  uint64_t inter = 2000;  ///< ms between two agent checks
+  std::string send;       ///< bytes sent once connected (HAProxy's agent-send); may be empty
+};
+
 struct ServerConfig {
   std::string name;
   std::string text;  ///< address as written
@@ -172,6 +190,7 @@ struct ServerConfig {
   bool backup = false;      ///< used only when no non-backup server is up
   uint64_t slowstart = 0;   ///< ms over which the weight ramps up after recovery
   HealthCheckConfig check;  ///< resolved: backend settings + server overrides
+  AgentCheckConfig agent;   ///< resolved: backend settings + server overrides
   SourceConfig source;      ///< resolved: the server's, else the backend's
   int send_proxy = 0;       ///< PROXY protocol version sent first (1, 2); 0 = none
   /// TLVs of a v2 header: bits of kProxyV2Ssl, kProxyV2Authority, ...

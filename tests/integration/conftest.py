@@ -111,27 +111,46 @@ def parse_tcplog(line):
 class Process:
     """A child process with stdout/stderr captured to files under `workdir`."""
 
-    def __init__(self, name, argv, workdir, env=None, cwd=None):
+    def __init__(self, name, argv, workdir, env=None, cwd=None, user=None):
+        """`user`: run as that user (and its group) instead of the caller (root only)."""
         self.name = name
         self.argv = [str(a) for a in argv]
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stdout_path = self.workdir / f"{name}.stdout"
         self.stderr_path = self.workdir / f"{name}.stderr"
-        full_env = dict(os.environ)
-        full_env.update({k: str(v) for k, v in (env or {}).items()})
-        self._out = open(self.stdout_path, "wb")
-        self._err = open(self.stderr_path, "wb")
+        self._env = dict(os.environ)
+        self._env.update({k: str(v) for k, v in (env or {}).items()})
+        self._cwd = cwd or self.workdir
+        self._user = user
+        self.probe_ports = set()  # client ports of the readiness probes
+        self._spawn("wb")
+
+    def _spawn(self, mode):
+        self._out = open(self.stdout_path, mode)
+        self._err = open(self.stderr_path, mode)
+        ids = {}
+        if self._user:
+            import pwd
+
+            pw = pwd.getpwnam(self._user)
+            ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
         self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=self._err,
-            env=full_env,
-            cwd=cwd or self.workdir,
+            env=self._env,
+            cwd=self._cwd,
+            **ids,
         )
         self.returncode = None
-        self.probe_ports = set()  # client ports of the readiness probes
+
+    def start_again(self):
+        """Runs the same command again after stop() (its output is appended)."""
+        assert self.returncode is not None, f"{self.name} is still running"
+        self._spawn("ab")
+        return self
 
     @property
     def pid(self):
@@ -646,6 +665,102 @@ def mariadb(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------
+# PostgreSQL
+
+
+class Postgres(Process):
+    """A private PostgreSQL cluster (Debian's postgresql) on 127.0.0.1:`port`: data and UNIX
+    socket in its own temp dir, superuser `crescent`, trust authentication, no fsync.
+    PostgreSQL refuses to run as root: under root the cluster is owned by and runs as the
+    `postgres` user (Debian's package makes it), else `nobody`. Its dir is made with
+    mkdtemp, not under pytest's tmp dir, whose parent is private to root."""
+
+    USER = "crescent"
+
+    def __init__(self, port):
+        bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))[-1].parent
+        self.dir = Path(tempfile.mkdtemp(prefix="crescent-pg-"))
+        self.port = port
+        run_as = None
+        if os.geteuid() == 0:
+            import pwd
+
+            for name in ("postgres", "nobody"):
+                try:
+                    pw = pwd.getpwnam(name)
+                except KeyError:
+                    continue
+                run_as = name
+                os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+                break
+        ids = {}
+        if run_as:
+            import pwd
+
+            pw = pwd.getpwnam(run_as)
+            ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        data = self.dir / "data"
+        r = subprocess.run(
+            [bindir / "initdb", "-D", data, "-U", self.USER, "--auth=trust", "--no-sync",
+             "-E", "UTF8", "--no-locale"],
+            capture_output=True, text=True, timeout=120, cwd=self.dir, **ids,
+        )
+        assert r.returncode == 0, f"initdb failed:\n{r.stdout}\n{r.stderr}"
+        super().__init__(
+            "postgres",
+            [bindir / "postgres", "-D", data, "-p", port, "-h", "127.0.0.1", "-k", self.dir,
+             "-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=20",
+             "-c", "log_connections=off"],
+            self.dir,
+            user=run_as,
+        )
+
+    def createdb(self, name):
+        bindir = Path(self.argv[0]).parent
+        r = subprocess.run(
+            [bindir / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.USER, name],
+            capture_output=True, text=True, timeout=60 * SLOW,
+        )
+        assert r.returncode == 0, f"createdb {name} failed: {r.stderr}"
+
+    def stop(self, sig=signal.SIGINT, timeout=STOP_TIMEOUT * 4):
+        """SIGINT: PostgreSQL's fast shutdown."""
+        return super().stop(sig, timeout)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL server on a free port (.port, .USER), once per test module."""
+    p = Postgres(free_port())
+    try:
+        p.wait_ready([p.port], timeout=60 * SLOW)
+        p.createdb(p.USER)
+        yield p
+    finally:
+        p.stop()
+        shutil.rmtree(p.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Log lines on stderr
+
+
+def wait_log(c, pattern, after=0, timeout=10 * SLOW):
+    """Waits for a stderr line of process `c` matching regex `pattern` past offset
+    `after`; returns the offset of the match's end (to wait for the next one)."""
+    rx = re.compile(pattern)
+
+    def find():
+        m = rx.search(c.stderr(), after)
+        return m.end() if m else None
+
+    try:
+        return wait_until(find, timeout, f"a log line matching {pattern!r}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{c.describe()}") from None
+
+
+# ---------------------------------------------------------------------------
 # WebSocket server (python3-websockets) and a mute TCP server
 
 
@@ -703,15 +818,16 @@ def example_env(**ports):
 
 
 class TcpServer:
-    """Listens on a free port; runs handler(conn) in a thread per connection."""
+    """Listens on a free port (or on `port`, to come back on the same one after close());
+    runs handler(conn) in a thread per connection."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, port=0):
         import threading
 
         self.handler = handler
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.errors = []

@@ -4,13 +4,12 @@ fails is logged DOWN and gets no traffic; when it recovers it is logged UP and g
 traffic again. A Lua `expect` function decides from the body."""
 
 import http.client
-import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import SLOW, free_port, wait_until
+from conftest import SLOW, free_port, wait_log, wait_until
 
 
 class CheckedServer:
@@ -109,20 +108,6 @@ def served_by(fe_port, n=12):
         assert status == 200, (status, body)
         names.append(body)
     return names
-
-
-def wait_log(c, pattern, after=0, timeout=10 * SLOW):
-    """Waits for a stderr line matching `pattern` past offset `after`; returns its end."""
-    rx = re.compile(pattern)
-
-    def find():
-        m = rx.search(c.stderr(), after)
-        return m.end() if m else None
-
-    try:
-        return wait_until(find, timeout, f"a log line matching {pattern!r}")
-    except AssertionError as e:
-        raise AssertionError(f"{e}\n{c.describe()}") from None
 
 
 def test_http_check_takes_a_failing_server_out_and_back(crescent, pair):
