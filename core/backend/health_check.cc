@@ -204,6 +204,9 @@ void ServerCheck::startCheck() {
   started_loop_ = loop_.now();
   phase_ = Phase::kConnecting;
   timer_->start(timeout_ms_);
+  // The server's address as it is now: `set server B/S addr` moves the next check too.
+  addr_ = server_.address();
+  if (cfg().port != 0 && addr_.isIp()) addr_.setPort(cfg().port);
   conn_ = Stream::create(loop_, addr_.isUnix() ? Stream::Kind::kPipe : Stream::Kind::kTcp);
   conn_->setHandler(this);
   if (int rc = conn_->connect(addr_); rc != 0)

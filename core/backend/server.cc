@@ -132,6 +132,37 @@ void Server::setWeight(int w) {
   if (w > 0) backend_.dispatchAll();
 }
 
+void Backend::clearCounters(bool all) {
+  sh_->queued_max.store(queued(), std::memory_order_relaxed);
+  if (!all) return;
+  sh_->total.store(0, std::memory_order_relaxed);
+  sh_->queue_timeouts.store(0, std::memory_order_relaxed);
+  for (auto& s : servers()) {
+    ServerShared& x = *s->shared();
+    x.total.store(0, std::memory_order_relaxed);
+    x.econ.store(0, std::memory_order_relaxed);
+    x.retries.store(0, std::memory_order_relaxed);
+    x.redispatches.store(0, std::memory_order_relaxed);
+    x.chkfail.store(0, std::memory_order_relaxed);
+  }
+}
+
+Address Server::address() const {
+  if (!addr_set_.load(std::memory_order_acquire)) return config_.address;
+  std::lock_guard lock(addr_mu_);
+  return addr_;
+}
+
+void Server::setAddress(const Address& a) {
+  {
+    std::lock_guard lock(addr_mu_);
+    addr_ = a;
+  }
+  addr_set_.store(true, std::memory_order_release);
+  pool_key_.store(next_pool_key.fetch_add(1, std::memory_order_relaxed),
+                  std::memory_order_relaxed);
+}
+
 void Server::setMaxconn(int n) {
   n = std::max(0, n);
   int was = maxconn_.exchange(n, std::memory_order_relaxed);

@@ -181,7 +181,17 @@ class Server {
   /// What survives a reload (see ServerShared); the next generation's Server adopts it.
   const std::shared_ptr<ServerShared>& shared() const { return sh_; }
   /// Key of this server's idle connections in a worker's ConnectionPool.
-  uint64_t poolKey() const { return sh_->pool_key; }
+  uint64_t poolKey() const {
+    uint64_t k = pool_key_.load(std::memory_order_relaxed);
+    return k != 0 ? k : sh_->pool_key;
+  }
+
+  /// Where new connections and health checks go: the configured address, or the one the
+  /// runtime API set (`set server B/S addr`) until the next reload. Thread-safe (a copy).
+  Address address() const;
+  /// Sets it (thread-safe). Connections already open stay; idle pooled ones to the old
+  /// address are not reused (the server gets a new pool key).
+  void setAddress(const Address& a);
 
   /// Local address chooser for connections to this server, or null (no `source`).
   SourcePicker* source() const { return source_.get(); }
@@ -195,6 +205,10 @@ class Server {
   size_t index_;
   std::shared_ptr<ServerShared> sh_;
   std::atomic<int> weight_;
+  mutable std::mutex addr_mu_;
+  Address addr_;                         // guarded by addr_mu_; used once addr_set_
+  std::atomic<bool> addr_set_{false};
+  std::atomic<uint64_t> pool_key_{0};    // 0: the shared one (ServerShared::pool_key)
   std::atomic<int> maxconn_;
   std::atomic<int> queued_{0};  // this server's queue length (written under backend mutex)
   std::unique_ptr<SourcePicker> source_;
@@ -285,6 +299,10 @@ class Backend {
   /// Requests that timed out in a queue.
   uint64_t queueTimeouts() const { return sh_->queue_timeouts.load(std::memory_order_relaxed); }
   void countQueueTimeout() { sh_->queue_timeouts.fetch_add(1, std::memory_order_relaxed); }
+  /// `clear counters` (HAProxy): the highest values seen restart from now (qmax); with
+  /// `all`, the totals too, the backend's and its servers' (stot, econ, wretr, wredis,
+  /// chkfail). Thread-safe; current values (scur, qcur) are not counters and stay.
+  void clearCounters(bool all);
 
   /// Hands free slots to waiting requests (after a server came up, or maxconn/weight
   /// changed). Thread-safe.

@@ -21,7 +21,18 @@ struct Error {
   /// Byte of the buffer where the fault was found (HAProxy's "error at position"): the
   /// first bad byte, the start of the line at fault, or max_head for a head too large.
   size_t offset = 0;
+  /// From analyzeRequest/analyzeResponse: a view, into the parsed head's buffer, of what
+  /// is at fault (a field name, the request-target); empty when nothing in particular.
+  std::string_view at;
 };
+
+/// Where `err` (from analyzeRequest/analyzeResponse on a head parsed from `buf`) points in
+/// `buf`: the offset of err.at, or `fallback` (the head's length) when it points nowhere.
+inline size_t faultOffset(const Error& err, std::string_view buf, size_t fallback) {
+  if (err.at.empty() || err.at.data() < buf.data() || err.at.data() >= buf.data() + buf.size())
+    return fallback;
+  return static_cast<size_t>(err.at.data() - buf.data());
+}
 
 enum class ParseResult { kIncomplete, kComplete, kError };
 

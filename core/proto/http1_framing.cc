@@ -65,6 +65,9 @@ struct FieldScan {
   bool has_upgrade = false;
   bool expect_continue = false;
   const char* error = nullptr;  // a Content-Length problem found on the way
+  // The names of the fields at fault, for Error::at: the Content-Length of `error`, the
+  // last Transfer-Encoding, the second Host.
+  std::string_view error_at, te_at, host_at;
 };
 
 void scanTransferEncoding(std::string_view value, FieldScan& s) {
@@ -81,13 +84,19 @@ void scanTransferEncoding(std::string_view value, FieldScan& s) {
   });
 }
 
-void scanContentLength(std::string_view value, FieldScan& s) {
+void scanContentLength(const HeaderField& f, FieldScan& s) {
   uint64_t n = 0;
-  if (!parseContentLength(value, n)) {
-    if (s.error == nullptr) s.error = "invalid Content-Length";
+  if (!parseContentLength(f.value, n)) {
+    if (s.error == nullptr) {
+      s.error = "invalid Content-Length";
+      s.error_at = f.name;
+    }
     return;
   }
-  if (s.has_cl && n != s.cl && s.error == nullptr) s.error = "differing Content-Length values";
+  if (s.has_cl && n != s.cl && s.error == nullptr) {
+    s.error = "differing Content-Length values";
+    s.error_at = f.name;
+  }
   s.has_cl = true;
   s.cl = n;
 }
@@ -109,7 +118,7 @@ FieldScan scanFields(const HttpHead& h) {
   for (const HeaderField& f : h.headers) {
     switch (f.name.size()) {
       case 4:
-        if (equalsNoCase(f.name, "host")) ++s.host;
+        if (equalsNoCase(f.name, "host") && ++s.host == 2) s.host_at = f.name;
         break;
       case 6:
         if (equalsNoCase(f.name, "expect") && equalsNoCase(f.value, "100-continue"))
@@ -122,10 +131,13 @@ FieldScan scanFields(const HttpHead& h) {
         if (equalsNoCase(f.name, "connection")) scanConnection(f.value, s);
         break;
       case 14:
-        if (equalsNoCase(f.name, "content-length")) scanContentLength(f.value, s);
+        if (equalsNoCase(f.name, "content-length")) scanContentLength(f, s);
         break;
       case 17:
-        if (equalsNoCase(f.name, "transfer-encoding")) scanTransferEncoding(f.value, s);
+        if (equalsNoCase(f.name, "transfer-encoding")) {
+          scanTransferEncoding(f.value, s);
+          s.te_at = f.name;
+        }
         break;
       default:
         break;
@@ -134,23 +146,25 @@ FieldScan scanFields(const HttpHead& h) {
   return s;
 }
 
-bool refuse(Error& err, int status, const char* reason) {
+bool refuse(Error& err, int status, const char* reason, std::string_view at = {}) {
   err.status = status;
   err.reason = reason;
+  err.at = at;
   return false;
 }
 
 // Content-Length / Transfer-Encoding rules shared by requests and responses; sets
 // out.body and out.content_length for a message that may have a body.
 bool bodyFraming(const FieldScan& s, Framing& out, Error& err) {
-  if (s.error != nullptr) return refuse(err, 400, s.error);
-  if (s.has_cl && s.has_te) return refuse(err, 400, "both Content-Length and Transfer-Encoding");
+  if (s.error != nullptr) return refuse(err, 400, s.error, s.error_at);
+  if (s.has_cl && s.has_te)
+    return refuse(err, 400, "both Content-Length and Transfer-Encoding", s.te_at);
   if (s.has_te) {
-    if (!s.te_any) return refuse(err, 400, "empty Transfer-Encoding");
+    if (!s.te_any) return refuse(err, 400, "empty Transfer-Encoding", s.te_at);
     if (s.te_chunked && !s.te_chunked_last)
-      return refuse(err, 400, "chunked is not the final coding");
-    if (s.te_chunked_twice) return refuse(err, 400, "chunked applied twice");
-    if (s.te_other) return refuse(err, 501, "unsupported transfer coding");
+      return refuse(err, 400, "chunked is not the final coding", s.te_at);
+    if (s.te_chunked_twice) return refuse(err, 400, "chunked applied twice", s.te_at);
+    if (s.te_other) return refuse(err, 501, "unsupported transfer coding", s.te_at);
     out.body = BodyKind::kChunked;
   } else if (s.has_cl) {
     out.body = BodyKind::kContentLength;
@@ -237,15 +251,17 @@ namespace {
 // the target's authority.
 bool checkTarget(const HttpHead& req, std::string_view& authority, Error& err) {
   std::string_view t = req.target;
-  if (t.find('#') != std::string_view::npos) return refuse(err, 400, "fragment in request-target");
+  if (t.find('#') != std::string_view::npos)
+    return refuse(err, 400, "fragment in request-target", t);
   if (req.method == "CONNECT") {
     // authority-form, §3.2.3: host ":" port, nothing else.
-    if (!validAuthority(t, true, true)) return refuse(err, 400, "CONNECT needs host:port");
+    if (!validAuthority(t, true, true)) return refuse(err, 400, "CONNECT needs host:port", t);
     return true;
   }
   if (!t.empty() && t[0] == '/') return true;  // origin-form, §3.2.1
   if (t == "*") {                              // asterisk-form, §3.2.4
-    if (req.method != "OPTIONS") return refuse(err, 400, "\"*\" target with another method");
+    if (req.method != "OPTIONS")
+      return refuse(err, 400, "\"*\" target with another method", t);
     return true;
   }
   // absolute-form, §3.2.2: only http and https URIs (RFC 9110 §4.2) are proxied.
@@ -253,15 +269,15 @@ bool checkTarget(const HttpHead& req, std::string_view& authority, Error& err) {
   std::string_view scheme = t.substr(0, colon);
   if (colon == std::string_view::npos ||
       !(equalsNoCase(scheme, "http") || equalsNoCase(scheme, "https")))
-    return refuse(err, 400, "request-target is not origin-form or an http(s) URI");
+    return refuse(err, 400, "request-target is not origin-form or an http(s) URI", t);
   std::string_view rest = t.substr(colon + 3);
   size_t end = rest.find_first_of("/?");
   authority = rest.substr(0, end);
   // RFC 9110 §4.2.4: userinfo in an http(s) URI is an error; §4.2.1: the host is required.
   if (authority.find('@') != std::string_view::npos)
-    return refuse(err, 400, "userinfo in request-target");
+    return refuse(err, 400, "userinfo in request-target", authority);
   if (!validAuthority(authority, true, false))
-    return refuse(err, 400, "invalid authority in request-target");
+    return refuse(err, 400, "invalid authority in request-target", authority);
   return true;
 }
 
@@ -270,7 +286,7 @@ bool checkTarget(const HttpHead& req, std::string_view& authority, Error& err) {
 bool analyzeRequest(HttpHead& req, Framing& out, Error& err) {
   out = Framing{};
   FieldScan s = scanFields(req);
-  if (s.host > 1) return refuse(err, 400, "several Host fields");
+  if (s.host > 1) return refuse(err, 400, "several Host fields", s.host_at);
   if (s.host == 0 && req.version_minor >= 1) return refuse(err, 400, "missing Host");
   std::string_view authority;
   if (!checkTarget(req, authority, err)) return false;
@@ -279,7 +295,7 @@ bool analyzeRequest(HttpHead& req, Framing& out, Error& err) {
     if (f.name.size() == 4 && equalsNoCase(f.name, "host")) host = &f;
   // RFC 9110 §7.2: Host = uri-host [ ":" port ], possibly empty.
   if (host != nullptr && !validAuthority(host->value, false, false))
-    return refuse(err, 400, "invalid Host");
+    return refuse(err, 400, "invalid Host", host->name);
   if (!authority.empty()) {
     // RFC 9112 §3.2.2: a proxy replaces Host by the target's authority, so that rules,
     // scripts and the server all see one host. Both views point into the same buffer.
@@ -289,7 +305,7 @@ bool analyzeRequest(HttpHead& req, Framing& out, Error& err) {
       req.headers.push_back({"Host", authority});
   }
   if (s.has_te && req.version_minor == 0)
-    return refuse(err, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    return refuse(err, 400, "Transfer-Encoding in an HTTP/1.0 request", s.te_at);
   if (!bodyFraming(s, out, err)) return false;
   out.keep_alive = persistent(req, s);
   bool http11 = req.version_minor >= 1;

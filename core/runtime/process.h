@@ -117,6 +117,8 @@ class Process {
   std::string showStat();
   std::string showSessions();
   std::string setServer(const std::vector<std::string_view>& words);
+  std::string setServerAddr(Server& s, const std::vector<std::string_view>& words);
+  std::string clearCounters(bool all);
   static void onSignal(uv_signal_t* h, int signum);
   static void onTick(uv_timer_t* t);
 

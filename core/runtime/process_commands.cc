@@ -15,6 +15,7 @@
 #include "core/runtime/fd_limit.h"
 #include "core/runtime/process.h"
 #include "core/session/body_budget.h"
+#include "core/session/error_capture.h"
 #include "core/session/generation.h"
 #include "core/tls/tls_context.h"
 
@@ -84,8 +85,11 @@ std::string Process::command(std::string_view line) {
            "  show servers state [backend]          : servers: state, weight, connections\n"
            "  show ssl cert                         : certificates of the TLS binds\n"
            "  set server <b>/<s> state ready|drain|maint\n"
-           "  set server <b>/<s> weight <0-256>\n"
+           "  show errors [frontend|backend] [name] : the last invalid request/response captured\n"
+           "  clear counters [all]                  : reset the max values (all: the totals too)\n"
+           "  set server <b>/<s> weight <0-256>|<n>%\n"
            "  set server <b>/<s> maxconn <n>\n"
+           "  set server <b>/<s> addr <ip> [port <n>]\n"
            "  enable server <b>/<s>                 : same as state ready\n"
            "  disable server <b>/<s>                : same as state maint\n";
   }
@@ -105,6 +109,19 @@ std::string Process::command(std::string_view line) {
   }
   if (is({"show", "ssl", "cert"}) && w.size() == 3)
     return current_ ? showSslCerts(*current_) : std::string();
+  if (is({"show", "errors"})) {
+    std::string_view kind = w.size() >= 3 ? w[2] : std::string_view();
+    if (!kind.empty() && kind != "frontend" && kind != "backend")
+      return fmt::format("error: show errors [frontend|backend] [name] (got \"{}\")\n", kind);
+    std::string_view name = w.size() >= 4 ? w[3] : std::string_view();
+    ErrorCaptures& c = ErrorCaptures::process();
+    return formatErrors(c.snapshot(kind, name), c.total());
+  }
+  if (is({"clear", "counters"})) {
+    bool all = w.size() == 3 && w[2] == "all";
+    if (w.size() > 3 || (w.size() == 3 && !all)) return "error: usage: clear counters [all]\n";
+    return clearCounters(all);
+  }
   if (is({"set", "server"}) || is({"enable", "server"}) || is({"disable", "server"}))
     return setServer(w);
   return fmt::format("error: unknown command \"{}\" (try \"help\")\n", line);
@@ -326,7 +343,7 @@ std::string Process::showServers(std::string_view backend) {
     if (!backend.empty() && b.name() != backend) continue;
     for (auto& s : b.servers()) {
       out += fmt::format("{} {} {} {} {} {} {} {} {} {} {} {}\n", b.name(), s->name(),
-                         s->config().address.toString(), s->up() ? "UP" : "DOWN",
+                         s->address().toString(), s->up() ? "UP" : "DOWN",
                          adminStateName(s->admin()), s->weight(), s->current(), s->maxconn(),
                          s->queued(), s->total(), s->connectErrors(), s->checkFailures());
     }
@@ -369,8 +386,9 @@ std::string Process::setServer(const std::vector<std::string_view>& w) {
     s->setAdmin(w[0] == "enable" ? AdminState::kReady : AdminState::kMaint, "runtime API");
     return "";
   }
+  if (w.size() >= 5 && w[3] == "addr") return setServerAddr(*s, w);
   if (w.size() != 5)
-    return "error: usage: set server <backend>/<server> state|weight|maxconn <value>\n";
+    return "error: usage: set server <backend>/<server> state|weight|maxconn|addr <value>\n";
   std::string_view what = w[3], value = w[4];
   if (what == "state") {
     AdminState a;
@@ -397,21 +415,72 @@ std::string Process::setServer(const std::vector<std::string_view>& w) {
     return true;
   };
   if (what == "weight") {
+    // HAProxy: "50%" is relative to the weight the configuration gave.
+    bool percent = !value.empty() && value.back() == '%';
     int n = 0;
-    if (!number(value, 0, 256, n))
-      return fmt::format("error: weight must be an integer from 0 to 256 (got \"{}\")\n", value);
+    if (percent ? !number(value.substr(0, value.size() - 1), 0, 25600, n) : !number(value, 0, 256, n))
+      return fmt::format(
+          "error: weight must be an integer from 0 to 256, or a percentage of the configured "
+          "weight like 50% (got \"{}\")\n",
+          value);
+    if (percent) n = std::min(256, (s->config().weight * n + 50) / 100);
+    int was = s->weight();
     s->setWeight(n);
     current_->backend(static_cast<size_t>(bi)).serversChanged();
+    logInfo("backend \"{}\": server \"{}\": weight {} -> {} (runtime API: weight {})", bname,
+            sname, was, n, value);
     return "";
   }
   if (what == "maxconn") {
     int n = 0;
     if (!number(value, 0, 1000000000, n))
       return fmt::format("error: maxconn must be a non-negative integer (got \"{}\")\n", value);
+    int was = s->maxconn();
     s->setMaxconn(n);
+    logInfo("backend \"{}\": server \"{}\": maxconn {} -> {} (runtime API)", bname, sname, was,
+            n);
     return "";
   }
   return fmt::format("error: unknown server setting \"{}\" (state, weight, maxconn)\n", what);
+}
+
+// `set server B/S addr IP [port N]`: new connections and the next health check go there;
+// without `port`, the port stays. Until the next reload, which brings the configured one.
+std::string Process::setServerAddr(Server& s, const std::vector<std::string_view>& w) {
+  if (w.size() != 5 && !(w.size() == 7 && w[5] == "port"))
+    return "error: usage: set server <backend>/<server> addr <ip> [port <n>]\n";
+  Address was = s.address();
+  if (!was.isIp()) return "error: the server's address is a UNIX socket; addr takes an IP\n";
+  std::string_view port = w.size() == 7 ? w[6] : std::string_view();
+  std::string ip(w[4]);
+  bool v6 = ip.find(':') != std::string::npos;
+  std::string text = (v6 ? "[" + ip + "]" : ip) + ":" +
+                     (port.empty() ? std::to_string(was.port()) : std::string(port));
+  auto parsed = Address::parse(text);
+  if (!parsed.ok() || !parsed->isIp())
+    return fmt::format("error: \"{}\" is not an IP address and port ({})\n", text,
+                       parsed.ok() ? "not an IP" : parsed.message());
+  s.setAddress(*parsed);
+  logInfo("backend \"{}\": server \"{}\": addr {} -> {} (runtime API)", s.backend().name(),
+          s.name(), was.toString(), parsed->toString());
+  return "";
+}
+
+// `clear counters [all]` (HAProxy): the max values, and with `all` the totals of every
+// frontend, backend and server and the captured errors. Logged.
+std::string Process::clearCounters(bool all) {
+  if (!current_) return "";
+  for (size_t i = 0; i < current_->backendCount(); ++i) current_->backend(i).clearCounters(all);
+  if (all) {
+    for (size_t i = 0; i < current_->config().frontends.size(); ++i) {
+      FrontendStats& st = current_->frontendStats(i);
+      st.total.store(0, std::memory_order_relaxed);
+      st.requests.store(0, std::memory_order_relaxed);
+    }
+    ErrorCaptures::process().clear();
+  }
+  logInfo("runtime API: clear counters{}", all ? " all" : "");
+  return "";
 }
 
 }  // namespace crescent::core

@@ -36,7 +36,7 @@ void Connector::start(Server& acquired) {
 void Connector::attempt(Server* server) {
   server_ = server;
   ++attempts_;
-  const Address& addr = server->config().address;
+  const Address addr = server->address();
   const Stream::Kind kind = addr.isUnix() ? Stream::Kind::kPipe : Stream::Kind::kTcp;
   SourcePicker* picker = addr.isIp() ? server->source() : nullptr;
   // With `source`, a choice may be used up: its port taken (a port range), or every

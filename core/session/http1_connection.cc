@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/base/log.h"
+#include "core/session/error_capture.h"
 #include "core/session/error_pages.h"
 #include "core/session/traffic_log.h"
 
@@ -161,6 +162,7 @@ bool Http1Connection::readHead() {
     if (r == http1::ParseResult::kError) {
       logWarning("frontend \"{}\": {} from {}: {}", fe_->name, err.status, src_.toString(),
                  err.reason);
+      captureError(err, req_buf_.view(), err.offset);
       refuse(err.status, "PR");
       return false;
     }
@@ -186,6 +188,8 @@ void Http1Connection::onHead() {
   if (!http1::analyzeRequest(head_, framing_, err)) {
     logWarning("frontend \"{}\": {} from {}: {}", fe_->name, err.status, src_.toString(),
                err.reason);
+    std::string_view head = req_buf_.view().substr(0, parser_.headLength());
+    captureError(err, head, http1::faultOffset(err, head, head.size()));
     return refuse(err.status, "PR");
   }
   keep_alive_ = framing_.keep_alive && !draining_;
@@ -495,6 +499,18 @@ std::string Http1Connection::describe() const {
 }
 
 // ---------------------------------------------------------------- errors and close
+
+// An invalid request for `show errors`: the head's bytes, the fault at `offset`.
+void Http1Connection::captureError(const http1::Error& err, std::string_view bytes,
+                                   size_t offset) {
+  CapturedError e;
+  e.request = true;
+  e.proxy = fe_->name;
+  e.source = src_.toString();
+  e.reason = err.reason;
+  e.status = err.status;
+  ErrorCaptures::process().capture(std::move(e), bytes, offset);
+}
 
 // The bytes of a refusal with `status`: the frontend's error page (its own, then its
 // defaults'; an error_page function gets nil for txn: there is no request to show), or

@@ -88,6 +88,7 @@ class Http1Connection final : public Session, private StreamHandler, private Cli
   /// An error before any exchange: the page, the log line, then close.
   void refuse(int status, const char* term);
   std::string refusalPage(int status);
+  void captureError(const http1::Error& err, std::string_view bytes, size_t offset);
   void beginClosing();
   void finish();
   void resetRequest();

@@ -133,6 +133,7 @@ class ServerLeg final : private StreamHandler,
   void onStreamDrained(Stream& s) override;
   bool readHead(Buffer& data);
   void onHead(Buffer rest);
+  void captureError(const http1::Error& err, std::string_view bytes, size_t offset);
   void readBody(Buffer data);
   bool decode(Buffer& data);
   void deliver();

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/base/log.h"
+#include "core/session/error_capture.h"
 #include "core/session/server_leg.h"
 
 namespace crescent::core {
@@ -102,6 +103,7 @@ bool ServerLeg::readHead(Buffer& data) {
     if (r == http1::ParseResult::kError) {
       logWarning("backend \"{}\": 502: invalid response from server \"{}\": {}", be,
                  log_srv_ ? log_srv_->name() : "?", err.reason);
+      captureError(err, head_buf_.view(), err.offset);
       fail(502, "PH");
       return false;
     }
@@ -134,6 +136,18 @@ bool ServerLeg::readHead(Buffer& data) {
   }
 }
 
+// An invalid response for `show errors`: the head's bytes, the fault at `offset`.
+void ServerLeg::captureError(const http1::Error& err, std::string_view bytes, size_t offset) {
+  CapturedError e;
+  e.request = false;
+  e.proxy = wg_->config().backends[backend_].name;
+  e.server = log_srv_ ? log_srv_->name() : "?";
+  e.source = log_srv_ ? log_srv_->address().toString() : "?";
+  e.reason = err.reason;
+  e.status = 502;
+  ErrorCaptures::process().capture(std::move(e), bytes, offset);
+}
+
 void ServerLeg::onHead(Buffer rest) {
   t_resp_ = w_.loop().now();
   head_done_ = true;
@@ -147,6 +161,8 @@ void ServerLeg::onHead(Buffer rest) {
   if (!http1::analyzeResponse(resp_, req_->method, framing_, err)) {
     logWarning("backend \"{}\": 502: invalid response from server \"{}\": {}", be,
                log_srv_ ? log_srv_->name() : "?", err.reason);
+    std::string_view head = head_buf_.view().substr(0, parser_.headLength());
+    captureError(err, head, http1::faultOffset(err, head, head.size()));
     head_done_ = false;
     return fail(502, "PH");
   }

@@ -363,6 +363,10 @@ def test_server_maxconn_queues_in_order(crescent, servers):
     # vs a new one), so neighbours may arrive swapped: nothing more.
     assert sorted(order) == list(range(50))
     assert all(abs(pos - i) <= 1 for pos, i in enumerate(order)), order
+    # A client has its response before crescent writes the exchange's log line: wait
+    # for all 50 lines before counting them.
+    wait_until(lambda: len([d for d in c.http_logs() if d["request"].startswith("GET /r")]) == 50,
+               10 * SLOW, "the 50 log lines")
     queued = [d for d in c.http_logs() if d["request"].startswith("GET /r") and int(d["Tw"]) > 0]
     assert len(queued) == 48, ("every request after the first two waited (Tw > 0)", [d for d in c.http_logs() if int(d["Tw"]) <= 0])
     assert queue_len(probe) == 0

@@ -49,7 +49,7 @@ listen "s2" {{
 
 COMMANDS = [
     "help", "reload", "show info", "show generations", "show sess", "show servers state",
-    "show stat",
+    "show stat", "show errors", "clear counters",
     "set server", "enable server", "disable server",
 ]
 
@@ -139,6 +139,19 @@ def servers_state(path, backend="app"):
         row = dict(zip(columns, line.split()))
         out[row["server"]] = row
     return out
+
+
+def show_stat(path):
+    """`show stat` as {(pxname, svname): {field: value}}, its CSV shape checked."""
+    import csv
+    import io
+
+    text = command(path, "show stat")
+    assert text.startswith("# pxname,svname,"), text
+    rows = list(csv.reader(io.StringIO(text[2:])))
+    header, body = rows[0], rows[1:]
+    assert all(len(r) == len(header) for r in body), text
+    return {(r[0], r[1]): dict(zip(header, r)) for r in body}
 
 
 def ctl(*args, stdin=b"", timeout=30 * SLOW):
@@ -370,6 +383,129 @@ def test_set_server_weight(api):
     assert servers_state(api.sock)["s1"]["maxconn"] == "7"
 
 
+def test_set_server_weight_percent_and_maxconn_are_logged(crescent, sockdir):
+    sock = sockdir / "rt.sock"
+    port, s1 = free_port(), free_port()
+    c = crescent(f"""
+global {{ runtime = {{ socket = "{sock}" }} }}
+frontend "web" {{ bind {{ "127.0.0.1:{port}" }}, default_backend = "app" }}
+backend "app" {{ server "s1" {{ "127.0.0.1:{s1}", weight = 10 }} }}
+""", ports=[port])
+    wait_until(sock.exists, 5 * SLOW, "the runtime socket")
+    assert command(sock, "set server app/s1 weight 50%") == ""
+    assert servers_state(sock)["s1"]["weight"] == "5"  # of the configured 10
+    assert command(sock, "set server app/s1 weight 250%") == ""
+    assert servers_state(sock)["s1"]["weight"] == "25"
+    assert command(sock, "set server app/s1 maxconn 7") == ""
+    wait_until(lambda: 'backend "app": server "s1": weight 10 -> 5 (runtime API: weight 50%)'
+               in c.stderr() and 'server "s1": weight 5 -> 25' in c.stderr()
+               and 'backend "app": server "s1": maxconn 0 -> 7 (runtime API)' in c.stderr(),
+               5 * SLOW, "a log line per change")
+    assert command(sock, "set server app/s1 weight 5x%").startswith("error: weight")
+
+
+def test_set_server_addr_moves_new_connections(api):
+    """s1's address becomes s2's: every new request is answered by s2's service, and the
+    change is logged; `show servers state` shows the new address."""
+    s2_port = int(servers_state(api.sock)["s2"]["address"].rsplit(":", 1)[1])
+    assert spread(api.port, 10).get("s1", 0) > 0
+    assert command(api.sock, f"set server app/s1 addr 127.0.0.1 port {s2_port}") == ""
+    assert spread(api.port, 10) == {"s2": 10}
+    assert servers_state(api.sock)["s1"]["address"] == f"127.0.0.1:{s2_port}"
+    wait_until(lambda: f'backend "app": server "s1": addr ' in api.proc.stderr()
+               and f"-> 127.0.0.1:{s2_port} (runtime API)" in api.proc.stderr(),
+               5 * SLOW, "the addr change logged")
+    for bad in ("set server app/s1 addr nohost", "set server app/s1 addr 127.0.0.1 port x",
+                "set server app/s1 addr 127.0.0.1 prot 80"):
+        assert command(api.sock, bad).startswith("error: "), bad
+    # A reload brings the configured address back.
+    assert command(api.sock, "reload").startswith("Success=1")
+    assert spread(api.port, 10).get("s1", 0) > 0
+
+
+def test_clear_counters(api):
+    for _ in range(4):
+        get(api.port)
+    before = show_stat(api.sock)
+    assert int(before[("app", "BACKEND")]["stot"]) >= 4
+    assert command(api.sock, "clear counters") == ""
+    kept = show_stat(api.sock)  # totals are kept, max values restart
+    assert kept[("app", "BACKEND")]["stot"] == before[("app", "BACKEND")]["stot"]
+    assert kept[("app", "BACKEND")]["qmax"] == "0"
+    assert command(api.sock, "clear counters all") == ""
+    zeroed = show_stat(api.sock)
+    for key in (("app", "BACKEND"), ("app", "s1"), ("app", "s2"), ("web", "FRONTEND")):
+        assert zeroed[key]["stot"] == "0", (key, zeroed[key])
+    assert zeroed[("web", "FRONTEND")]["req_tot"] == "0"
+    get(api.port)
+    assert show_stat(api.sock)[("app", "BACKEND")]["stot"] == "1"
+    wait_until(lambda: "runtime API: clear counters all" in api.proc.stderr(), 5 * SLOW,
+               "the clear logged")
+    assert command(api.sock, "clear counters some").startswith("error: usage")
+
+
+def test_show_errors_after_a_smuggling_attempt(api):
+    attempt = (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10 * SLOW) as s:
+        s.sendall(attempt)
+        assert recv_until_eof(s, reset_ok=True).startswith(b"HTTP/1.1 400")
+    # A second one with a bare LF in a field line.
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10 * SLOW) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\nX: y\r\n\r\n")
+        assert recv_until_eof(s, reset_ok=True).startswith(b"HTTP/1.1 400")
+    out = command(api.sock, "show errors frontend")
+    lines = out.splitlines()
+    assert lines[0].startswith("Total events captured on [") and lines[0].endswith(": 2"), out
+    # One capture per frontend: the latest (the bare LF) at its byte.
+    assert sum(1 for l in lines if "frontend web: invalid request" in l) == 1, out
+    assert "status 400: bare LF in head, len 32, error at position 23" in out, out
+    assert "  00000  GET / HTTP/1.1\\r\\n" in lines, out
+    assert "  00016  Host: t\\n" in lines, out
+    assert command(api.sock, "show errors backend").count("invalid") == 0
+    assert command(api.sock, "show errors nonsense").startswith("error: ")
+
+
+def test_show_errors_names_the_smuggling_field(api):
+    attempt = (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", api.port), timeout=10 * SLOW) as s:
+        s.sendall(attempt)
+        assert recv_until_eof(s, reset_ok=True).startswith(b"HTTP/1.1 400")
+    out = command(api.sock, "show errors frontend web")
+    at = attempt.index(b"Transfer-Encoding")
+    assert (f"status 400: both Content-Length and Transfer-Encoding, len {attempt.index(b'0')}, "
+            f"error at position {at}") in out, out
+    assert "  00045  Transfer-Encoding: chunked\\r\\n" in out.splitlines(), out
+
+
+def test_show_errors_captures_an_invalid_response(crescent, sockdir, tcp_server):
+    bad = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nBad Name: x\r\n\r\nok"
+
+    def server(conn):
+        conn.recv(65536)
+        conn.sendall(bad)
+
+    srv = tcp_server(server)
+    sock, port = sockdir / "rt.sock", free_port()
+    crescent(f"""
+global {{ runtime = {{ socket = "{sock}" }} }}
+frontend "web" {{ bind {{ "127.0.0.1:{port}" }}, default_backend = "app" }}
+backend "app" {{ retries = 0, server "s1" {{ "127.0.0.1:{srv.port}" }} }}
+""", ports=[port])
+    wait_until(sock.exists, 5 * SLOW, "the runtime socket")
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert recv_until_eof(s, reset_ok=True).startswith(b"HTTP/1.1 502")
+    out = command(sock, "show errors backend app")
+    assert "backend app: invalid response" in out, out
+    assert f"server s1, event #" in out and f"src 127.0.0.1:{srv.port}" in out, out
+    at = bad.index(b" Name")
+    assert f"status 502: whitespace before colon, len {len(bad)}, error at position {at}" \
+        in out, out
+    assert command(sock, "show errors frontend").count("invalid") == 0
+
+
 @pytest.mark.parametrize("line, message", [
     ("set server app/s1 weight 257", "weight"),
     ("set server app/s1 weight -1", "weight"),
@@ -430,16 +566,8 @@ def test_show_stat_csv(api):
     """`show stat`: HAProxy's CSV shape (a `# ` header, one row per frontend, server and
     backend, the same number of fields everywhere), with values that follow the traffic
     and the runtime state."""
-    import csv
-    import io
-
     def stat():
-        text = command(api.sock, "show stat")
-        assert text.startswith("# pxname,svname,"), text
-        rows = list(csv.reader(io.StringIO(text[2:])))
-        header, body = rows[0], rows[1:]
-        assert all(len(r) == len(header) for r in body), text
-        return {(r[0], r[1]): dict(zip(header, r)) for r in body}
+        return show_stat(api.sock)
 
     before = stat()
     assert set(before) >= {("web", "FRONTEND"), ("app", "s1"), ("app", "s2"),
