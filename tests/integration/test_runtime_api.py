@@ -423,6 +423,26 @@ def test_set_server_addr_moves_new_connections(api):
     assert spread(api.port, 10).get("s1", 0) > 0
 
 
+def test_set_server_addr_moves_the_health_check(crescent, sockdir):
+    """A server checked DOWN at a dead address comes UP once `addr` points it at a live one:
+    the next check goes to the new address."""
+    sock, port, live, dead = sockdir / "rt.sock", free_port(), free_port(), free_port()
+    crescent(f"""
+global {{ runtime = {{ socket = "{sock}" }} }}
+frontend "web" {{ bind {{ "127.0.0.1:{port}" }}, default_backend = "app" }}
+backend "app" {{
+  check = {{ inter = "100ms", rise = 1, fall = 1, timeout = "1s" }},
+  server "s1" {{ "127.0.0.1:{dead}", check = true }},
+}}
+listen "live" {{ bind {{ "127.0.0.1:{live}" }}, service = function(a) a:send("ok") end }}
+""", ports=[port, live])
+    wait_until(sock.exists, 5 * SLOW, "the runtime socket")
+    wait_until(lambda: servers_state(sock)["s1"]["state"] == "DOWN", 10 * SLOW, "s1 DOWN")
+    assert command(sock, f"set server app/s1 addr 127.0.0.1 port {live}") == ""
+    wait_until(lambda: servers_state(sock)["s1"]["state"] == "UP", 10 * SLOW,
+               "s1 UP at its new address")
+
+
 def test_clear_counters(api):
     for _ in range(4):
         get(api.port)
