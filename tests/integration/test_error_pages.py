@@ -142,6 +142,10 @@ def test_every_status_gets_the_frontend_page(crescent, tmp_path, servers):
         assert body == f"<p>frontend page for {status}</p>\n".encode(), (status, body)
         # crescent frames the body itself: the file's wrong content-length is not sent
         assert headers["content-length"] == str(len(body)), (status, headers)
+    # An oversized header (a head past tune.bufsize) is a 400 too, with the same page.
+    line, headers, _ = split(raw(port, b"GET / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20000
+                                 + b"\r\n\r\n"))
+    assert line == "HTTP/1.1 400 Level frontend" and headers["x-page"] == "frontend", line
 
 
 def test_backend_then_frontend_then_defaults(crescent, tmp_path, servers):
