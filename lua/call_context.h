@@ -86,6 +86,10 @@ void pushApplet(lua_State* L, ActiveCall& call);
 /// Pushes the `conn` object of the tcp_request phase for the txn at `txn_idx` of L:
 /// it shares the txn's state and its ctx table (conn_binding.cc).
 void pushConn(lua_State* L, int txn_idx);
+
+/// For txn and conn: pushes the connection fact `key` names (src, dst, src_port, dst_port,
+/// frontend) and returns true; false (nothing pushed) for another key.
+bool pushOriginField(lua_State* L, std::string_view key, const core::RequestContext& ctx);
 void registerConn(lua_State* L);
 /// The txn's own environment table (txn at `txn_idx`), made on first use.
 void pushTxnEnv(lua_State* L, int txn_idx);

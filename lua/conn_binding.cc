@@ -196,19 +196,7 @@ int connField(lua_State* L) {
   ActiveCall& call = connCall(L);
   std::string_view key = checkView(L, 2);
   const core::RequestContext& ctx = *call.ctx;
-  if (key == "src" || key == "dst") {
-    std::string ip = (key == "src" ? ctx.src : ctx.dst).ip();
-    lua_pushlstring(L, ip.data(), ip.size());
-    return 1;
-  }
-  if (key == "src_port" || key == "dst_port") {
-    lua_pushinteger(L, (key == "src_port" ? ctx.src : ctx.dst).port());
-    return 1;
-  }
-  if (key == "frontend") {
-    lua_pushlstring(L, ctx.frontend.data(), ctx.frontend.size());
-    return 1;
-  }
+  if (pushOriginField(L, key, ctx)) return 1;
   if (key == "mode") {
     lua_pushstring(L, ctx.http ? "http" : "tcp");
     return 1;

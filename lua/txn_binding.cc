@@ -165,19 +165,7 @@ int txnIndex(lua_State* L) {
     lua_rawset(L, -4);
     return 1;
   }
-  if (key == "src" || key == "dst") {
-    std::string ip = (key == "src" ? ctx.src : ctx.dst).ip();
-    lua_pushlstring(L, ip.data(), ip.size());
-    return 1;
-  }
-  if (key == "src_port" || key == "dst_port") {
-    lua_pushinteger(L, (key == "src_port" ? ctx.src : ctx.dst).port());
-    return 1;
-  }
-  if (key == "frontend") {
-    lua_pushlstring(L, ctx.frontend.data(), ctx.frontend.size());
-    return 1;
-  }
+  if (pushOriginField(L, key, ctx)) return 1;
   if (key == "proxy") {
     if (ctx.proxy == nullptr) return 0;
     pushProxyHeader(L, *ctx.proxy);
@@ -354,6 +342,23 @@ ActiveCall& pushNewTxn(lua_State* L) {
   }
   lua_setfenv(L, -2);
   return box->call;
+}
+
+bool pushOriginField(lua_State* L, std::string_view key, const core::RequestContext& ctx) {
+  if (key == "src" || key == "dst") {
+    std::string ip = (key == "src" ? ctx.src : ctx.dst).ip();
+    lua_pushlstring(L, ip.data(), ip.size());
+    return true;
+  }
+  if (key == "src_port" || key == "dst_port") {
+    lua_pushinteger(L, (key == "src_port" ? ctx.src : ctx.dst).port());
+    return true;
+  }
+  if (key == "frontend") {
+    lua_pushlstring(L, ctx.frontend.data(), ctx.frontend.size());
+    return true;
+  }
+  return false;
 }
 
 }  // namespace crescent::lua
