@@ -105,18 +105,19 @@ local function keyFail(obj, key, msg, subkey)
 end
 
 -- Interpolates every string in a body (one level, plus nested plain tables such as
--- `timeout`), returning a copy and the set of keys whose value used a ${...}.
+-- `timeout`), returning a copy and the set of keys whose value used a ${...} (each mapped
+-- to the list of variable names, for error messages).
 local function interpolateBody(obj, body)
   local copy, used = {}, {}
   for k, v in pairs(body) do
     if type(v) == "string" then
-      local s, u = values.interpolate(v)
+      local s, u, names = values.interpolate(v)
       if not s then
         local line = type(k) == "string" and keyLine(obj.file, obj.line, k)
           or valueLine(obj.file, obj.line, v)
         fail(obj.file, line, u)
       end
-      copy[k], used[k] = s, u
+      copy[k], used[k] = s, u and names
     elseif type(v) == "table" and v[ENTRY] == nil and not acl.is_acl(v) and v[BALANCER] == nil then
       -- Nested plain tables (timeout, check, tls = { certs = { ... } }): every string at
       -- any depth, errors located at the outer key's line (or the inner key's).
@@ -124,13 +125,13 @@ local function interpolateBody(obj, body)
         local inner = {}
         for ik, iv in pairs(t) do
           if type(iv) == "string" then
-            local s, u = values.interpolate(iv)
+            local s, u, names = values.interpolate(iv)
             if not s then
               local line = keyLine(obj.file, obj.line, k)
               fail(obj.file, type(ik) == "string" and keyLine(obj.file, line, ik) or line, u)
             end
             inner[ik] = s
-            if u then used[k .. "." .. tostring(ik)] = true end
+            if u then used[k .. "." .. tostring(ik)] = names end
           elseif type(iv) == "table" and depth < 8 and getmetatable(iv) == nil
               and iv[ENTRY] == nil and iv[BALANCER] == nil and not acl.is_acl(iv) then
             inner[ik] = deep(iv, depth + 1)
