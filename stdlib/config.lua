@@ -510,6 +510,15 @@ local function newContext(opts)
         be.servers[#be.servers + 1] = s
       end
     end
+    -- Check settings that no server opts into are likely a forgotten `check = true`: a
+    -- warning, not an error (defaults' settings count only for a backend with servers).
+    local checked = false
+    for _, s in ipairs(be.servers) do checked = checked or s.check ~= nil end
+    if not checked and (out.check or (D.check and #be.servers > 0)) and opts.log
+        and not opts.quiet then
+      opts.log(2, format("%s:%d: %s: check settings%s but no server has check = true", obj.file,
+        obj.line, obj.label, out.check and "" or " (from defaults)"))
+    end
     if out.http_response and obj.kind ~= "listen" then  -- a listen's runs once, as its frontend's
       if be.mode ~= "http" then
         keyFail(obj, "http_response", '"http_response" needs mode = "http"')
