@@ -172,8 +172,7 @@ TEST_F(ConfigEnv, ErrorsOnInterpolatedValuesNameTheVariables) {
             "(from ${CRESCENT_T_SET}, ${CRESCENT_T_UNSET})");
   // Nested keys, and errors other than the type: the same suffix.
   EXPECT_EQ(
-      loadConfig("backend \"b\" { timeout = {\n  connect = \"${CRESCENT_T_THREADS}\" } }\n")
-          .error,
+      loadConfig("backend \"b\" { timeout = {\n  connect = \"${CRESCENT_T_THREADS}\" } }\n").error,
       "cfg.lua:2: backend \"b\": \"timeout.connect\": invalid duration \"2x\" (expected e.g. "
       "1500, \"1500ms\", \"5s\", \"1m30s\"; units ms, s, m, h, d) (from ${CRESCENT_T_THREADS})");
   EXPECT_EQ(loadConfig("global { threads = \"${CRESCENT_T_NUM}0000\" }\n").error,
