@@ -128,7 +128,12 @@ def test_startup_line_pidfile_and_sigint(crescent, tmp_path):
         5,
         "the startup line",
     )
-    assert re.search(rf"crescent\[{c.pid}\]: info: ready: 1 threads?, binds .*{addr(port)}", line), line
+    # A diagnostic line: its UTC date (ISO 8601, ms), the pid, the level, the message.
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z " +
+                 rf"crescent\[{c.pid}\]: info: ready: 1 threads?, binds .*{addr(port)}", line)
+    assert m, line
+    logged = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    assert abs((datetime.now(timezone.utc) - logged).total_seconds()) < 60 * SLOW, line
     assert c.stop(signal.SIGINT) == 0, c.describe()
 
 
