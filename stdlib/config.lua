@@ -121,7 +121,7 @@ local function interpolateBody(obj, body)
     elseif type(v) == "table" and v[ENTRY] == nil and not acl.is_acl(v) and v[BALANCER] == nil then
       -- Nested plain tables (timeout, check, tls = { certs = { ... } }): every string at
       -- any depth, errors located at the outer key's line (or the inner key's).
-      local function deep(t, depth)
+      local function deep(t, depth, path)
         local inner = {}
         for ik, iv in pairs(t) do
           if type(iv) == "string" then
@@ -131,17 +131,18 @@ local function interpolateBody(obj, body)
               fail(obj.file, type(ik) == "string" and keyLine(obj.file, line, ik) or line, u)
             end
             inner[ik] = s
-            if u then used[k .. "." .. tostring(ik)] = names end
+            -- keyed by the full path, as schema.check names nested keys ("check.port")
+            if u then used[path .. "." .. tostring(ik)] = names end
           elseif type(iv) == "table" and depth < 8 and getmetatable(iv) == nil
               and iv[ENTRY] == nil and iv[BALANCER] == nil and not acl.is_acl(iv) then
-            inner[ik] = deep(iv, depth + 1)
+            inner[ik] = deep(iv, depth + 1, path .. "." .. tostring(ik))
           else
             inner[ik] = iv
           end
         end
         return inner
       end
-      copy[k] = deep(v, 1)
+      copy[k] = deep(v, 1, k)
     else
       copy[k] = v
     end

@@ -181,6 +181,14 @@ TEST_F(ConfigEnv, ErrorsOnInterpolatedValuesNameTheVariables) {
   EXPECT_EQ(loadConfig("defaults { mode = \"${CRESCENT_T_SET}\" }\n").error,
             "cfg.lua:1: defaults: \"mode\" must be \"http\" or \"tcp\" (got \"value\") "
             "(from ${CRESCENT_T_SET})");
+  // Only the value that came through ${...} gets the suffix, not another key of the same
+  // name at another depth.
+  EXPECT_EQ(loadConfig("frontend \"f\" { bind { \":1\", tls = { cert = \"a.pem\", "
+                       "min_version = \"1.9\",\n  certs = { { cert = \"b.pem\", "
+                       "min_version = \"${CRESCENT_T_SET}\" } } } } }\n")
+                .error,
+            "cfg.lua:1: frontend \"f\": bind: \"tls.min_version\" must be \"1.0\", \"1.1\", "
+            "\"1.2\" or \"1.3\" (got \"1.9\")");
   unsetenv("CRESCENT_T_THREADS");
 }
 
