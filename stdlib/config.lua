@@ -105,42 +105,44 @@ local function keyFail(obj, key, msg, subkey)
 end
 
 -- Interpolates every string in a body (one level, plus nested plain tables such as
--- `timeout`), returning a copy and the set of keys whose value used a ${...}.
+-- `timeout`), returning a copy and the set of keys whose value used a ${...} (each mapped
+-- to the list of variable names, for error messages).
 local function interpolateBody(obj, body)
   local copy, used = {}, {}
   for k, v in pairs(body) do
     if type(v) == "string" then
-      local s, u = values.interpolate(v)
+      local s, u, names = values.interpolate(v)
       if not s then
         local line = type(k) == "string" and keyLine(obj.file, obj.line, k)
           or valueLine(obj.file, obj.line, v)
         fail(obj.file, line, u)
       end
-      copy[k], used[k] = s, u
+      copy[k], used[k] = s, u and names
     elseif type(v) == "table" and v[ENTRY] == nil and not acl.is_acl(v) and v[BALANCER] == nil then
       -- Nested plain tables (timeout, check, tls = { certs = { ... } }): every string at
       -- any depth, errors located at the outer key's line (or the inner key's).
-      local function deep(t, depth)
+      local function deep(t, depth, path)
         local inner = {}
         for ik, iv in pairs(t) do
           if type(iv) == "string" then
-            local s, u = values.interpolate(iv)
+            local s, u, names = values.interpolate(iv)
             if not s then
               local line = keyLine(obj.file, obj.line, k)
               fail(obj.file, type(ik) == "string" and keyLine(obj.file, line, ik) or line, u)
             end
             inner[ik] = s
-            if u then used[k .. "." .. tostring(ik)] = true end
+            -- keyed by the full path, as schema.check names nested keys ("check.port")
+            if u then used[path .. "." .. tostring(ik)] = names end
           elseif type(iv) == "table" and depth < 8 and getmetatable(iv) == nil
               and iv[ENTRY] == nil and iv[BALANCER] == nil and not acl.is_acl(iv) then
-            inner[ik] = deep(iv, depth + 1)
+            inner[ik] = deep(iv, depth + 1, path .. "." .. tostring(ik))
           else
             inner[ik] = iv
           end
         end
         return inner
       end
-      copy[k] = deep(v, 1)
+      copy[k] = deep(v, 1, k)
     else
       copy[k] = v
     end
@@ -515,6 +517,15 @@ local function newContext(opts)
         seen[s.name] = s
         be.servers[#be.servers + 1] = s
       end
+    end
+    -- Check settings that no server opts into are likely a forgotten `check = true`: a
+    -- warning, not an error (defaults' settings count only for a backend with servers).
+    local checked = false
+    for _, s in ipairs(be.servers) do checked = checked or s.check ~= nil end
+    if not checked and (out.check or (D.check and #be.servers > 0)) and opts.log
+        and not opts.quiet then
+      opts.log(2, format("%s:%d: %s: check settings%s but no server has check = true", obj.file,
+        obj.line, obj.label, out.check and "" or " (from defaults)"))
     end
     if out.http_response and obj.kind ~= "listen" then  -- a listen's runs once, as its frontend's
       if be.mode ~= "http" then

@@ -5,8 +5,10 @@
 --
 -- check(spec, key, value, used) returns the normalized value, or nil, an error message
 -- (without file:line or object) and, for nested tables, the sub-key at fault. `used`
--- is the set of keys whose string contained a ${...}: such a string may stand for a
--- number or a boolean ("${THREADS:-2}"); a plain "2" may not.
+-- maps each key whose string contained a ${...} to the names of its variables: such a
+-- string may stand for a number or a boolean ("${THREADS:-2}"); a plain "2" may not. An
+-- error about such a value names the value and its variables:
+-- '"threads" must be a number, got "2x" (from ${THREADS})'.
 
 local values = require "crescent.values"
 local acl = require "crescent.acl"
@@ -516,6 +518,28 @@ function checks.size(spec, key, v)
   return n
 end
 
+-- Says where an interpolated value came from in the error `err` about it: a type error
+-- ('... (got string)') shows the value instead of its type, any other gets the suffix.
+local function fromEnv(err, v, names)
+  local vars = {}
+  for i, name in ipairs(names) do vars[i] = "${" .. name .. "}" end
+  local from = " (from " .. concat(vars, ", ") .. ")"
+  local head = err:match("^(.-) %(got string%)$")
+  if head then return format('%s, got "%s"%s', head, v, from) end
+  return err .. from
+end
+
+-- Runs the check for `spec` on `key`; an error about a value that came through ${...}
+-- names the value and the variables.
+local function run(spec, key, v, used)
+  local val, err, subkey = checks[spec.t](spec, key, v, used)
+  local names = used and used[key]
+  if err and type(v) == "string" and type(names) == "table" and #names > 0 then
+    err = fromEnv(err, v, names)
+  end
+  return val, err, subkey
+end
+
 function checks.table(spec, key, v, used)
   if type(v) ~= "table" or acl.is_acl(v) then return nil, typeError(key, "a table", v) end
   local names = {}
@@ -528,7 +552,7 @@ function checks.table(spec, key, v, used)
       return nil, format('"%s" takes named keys only (got [%s])', key, tostring(k))
     end
     if not sub then return nil, _M.unknownKey(k, spec.keys, nil, key .. "."), k end
-    local val, err = checks[sub.t](sub, key .. "." .. k, v[k], used)
+    local val, err = run(sub, key .. "." .. k, v[k], used)
     if err then return nil, err, k end
     out[k] = val
   end
@@ -536,7 +560,7 @@ function checks.table(spec, key, v, used)
 end
 
 function _M.check(spec, key, v, used)
-  return checks[spec.t](spec, key, v, used)
+  return run(spec, key, v, used)
 end
 
 return _M

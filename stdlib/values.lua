@@ -2,7 +2,8 @@
 --
 --   duration(v)    number (ms) or "1500ms", "5s", "1m30s", "2h", "1d"  -> integer ms
 --   size(v)        number (bytes) or "512", "16k", "4m", "1g"          -> integer bytes
---   interpolate(s) "${NAME}", "${NAME:-default}", "${NAME:?message}", "$${" -> string
+--   interpolate(s) "${NAME}", "${NAME:-default}", "${NAME:?message}", "$${" -> string,
+--                  whether it held a ${...}, and the names of the variables it referred to
 --
 -- Every function returns the value, or nil and an error message that names the
 -- offending text (callers add the file:line and the object).
@@ -93,10 +94,12 @@ local function expand(body, whole)
   return nil, format('environment variable "%s" is not set: %s', name, arg)
 end
 
--- Returns the string with every ${...} expanded, and whether it contained any.
+-- Returns the string with every ${...} expanded, whether it contained any, and the list
+-- of variable names it referred to (each once, in order of first use; a ${NAME:-default}
+-- that fell back to its default still names NAME).
 function _M.interpolate(s)
-  if not find(s, "$", 1, true) then return s, false end
-  local out, pos, n, used = {}, 1, #s, false
+  if not find(s, "$", 1, true) then return s, false, {} end
+  local out, pos, n, used, names, seen = {}, 1, #s, false, {}, {}
   while pos <= n do
     local dollar = find(s, "$", pos, true)
     if not dollar then
@@ -110,8 +113,11 @@ function _M.interpolate(s)
     elseif sub(s, dollar + 1, dollar + 1) == "{" then
       local close = find(s, "}", dollar + 2, true)
       if not close then return nil, format('unterminated "${" in "%s"', s) end
-      local value, err = expand(sub(s, dollar + 2, close - 1), s)
+      local body = sub(s, dollar + 2, close - 1)
+      local value, err = expand(body, s)
       if not value then return nil, err end
+      local name = match(body, "^[%a_][%w_]*")
+      if not seen[name] then names[#names + 1], seen[name] = name, true end
       out[#out + 1] = value
       pos, used = close + 1, true
     else
@@ -119,7 +125,7 @@ function _M.interpolate(s)
       pos = dollar + 1
     end
   end
-  return table.concat(out), used
+  return table.concat(out), used, names
 end
 
 return _M

@@ -3,7 +3,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <iterator>
 #include <string>
+
+#include "core/base/wall_clock.h"
 
 namespace crescent::core {
 namespace {
@@ -42,7 +45,11 @@ LogLevel logLevel() {
 }
 
 void logLine(LogLevel level, std::string_view line) {
-  std::string out = fmt::format("crescent[{}]: {}: {}\n", ::getpid(), levelName(level), line);
+  std::string out;
+  out.reserve(line.size() + 64);
+  appendDate(out, wallClockMs(), DateFormat::kIso8601Utc);
+  fmt::format_to(std::back_inserter(out), " crescent[{}]: {}: {}\n", ::getpid(), levelName(level),
+                 line);
   writeAll(STDERR_FILENO, out);
 }
 

@@ -15,9 +15,12 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 void setLogLevel(LogLevel level);
 LogLevel logLevel();
 
-/// Writes one line (a '\n' is appended) to stderr for diagnostics, prefixed with the
-/// level. Thread-safe: a line is written with a single write(2), so lines from
-/// several threads never interleave. Never fails loudly: a short write is dropped.
+/// Writes one line (a '\n' is appended) to stderr for diagnostics:
+///   `2026-12-08T01:02:03.456Z crescent[PID]: LEVEL: line`
+/// the wall-clock date in UTC (ISO 8601, milliseconds), the process id and the level
+/// (debug, info, warning, error). Thread-safe: a line is written with a single write(2),
+/// so lines from several threads never interleave. Never fails loudly: a short write is
+/// dropped.
 void logLine(LogLevel level, std::string_view line);
 
 /// Writes one traffic log line (httplog/tcplog) to stdout, with a single write(2).

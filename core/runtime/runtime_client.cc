@@ -253,7 +253,8 @@ const char kCtlUsage[] =
     "  -t MS       give up when no complete reply came within MS milliseconds\n"
     "              (default 30000; 0: wait as long as it takes)\n"
     "ctl sends COMMAND (its words joined by spaces) and prints the reply; without COMMAND\n"
-    "it sends each line of stdin in turn. reload hot-reloads the configuration.\n"
+    "it sends each line of stdin in turn. reload hot-reloads the configuration and prints\n"
+    "Success=1 and the generation, or Success=0 and the error (on stdout and stderr).\n"
     "Exit status: 0 success, 1 the reply is an error, 2 usage error or no reply.\n";
 
 int usageError(const std::string& msg) {
@@ -308,7 +309,10 @@ int reloadMain(const std::string& sock, int timeout_ms) {
   }
   std::string_view first = std::string_view(*reply).substr(0, reply->find('\n'));
   bool ok = first == "Success=1";
-  print(ok ? stdout : stderr, *reply);
+  // A refusal goes to stdout too: a script reading stdout sees "Success=0" and the
+  // file:line: message; a person at a terminal sees it on stderr.
+  print(stdout, *reply);
+  if (!ok) print(stderr, *reply);
   return ok ? 0 : 1;
 }
 

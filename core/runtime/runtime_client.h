@@ -35,7 +35,8 @@ Result<std::vector<PassedSocket>> fetchListeners(const std::string& socket_path,
 /// argv starts at the subcommand ("ctl"/"reload"). ctl joins the remaining args with
 /// spaces as the command; without one it sends each non-empty line of stdin in turn (one
 /// connection each). reload sends "reload" and succeeds only on a "Success=1" reply.
-/// Replies go to stdout, error replies and other errors to stderr. Returns the exit code:
+/// Replies go to stdout, error replies and other errors to stderr; a refused reload's
+/// "Success=0" reply goes to both (scripts read stdout). Returns the exit code:
 /// 0 on success, 1 when a reply is an error, 2 on a usage error or when no reply came
 /// (cannot connect, timeout).
 int ctlMain(int argc, char** argv);

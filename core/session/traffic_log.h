@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/base/wall_clock.h"  // wallClockMs(), appendDate()
 #include "core/net/address.h"
 
 namespace crescent::core {
@@ -11,11 +12,9 @@ namespace crescent::core {
 /// HAProxy's date format for log lines: "20/Nov/2026:22:34:00.123" (local time), from a
 /// wall-clock time in milliseconds since the epoch.
 std::string formatLogDate(uint64_t epoch_ms);
-/// Appends formatLogDate(epoch_ms) to `out` without a temporary (once per log line).
+/// Appends formatLogDate(epoch_ms) to `out` without a temporary (once per log line):
+/// appendDate() with DateFormat::kHaproxy.
 void appendLogDate(std::string& out, uint64_t epoch_ms);
-
-/// Wall-clock milliseconds since the epoch.
-uint64_t wallClockMs();
 
 /// The fields of one HAProxy `httplog` line (reference/README.md), in its order. Times in
 /// ms, -1 for a step not reached.

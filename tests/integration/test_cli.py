@@ -3,11 +3,12 @@
 
 import re
 import signal
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, SOURCE_DIR, addr, free_port, run_crescent, wait_until
+from conftest import EXAMPLES, SLOW, SOURCE_DIR, addr, free_port, run_crescent, wait_until
 from test_tls import Certs
 
 CONFIGS = SOURCE_DIR / "tests" / "configs"
@@ -127,7 +128,12 @@ def test_startup_line_pidfile_and_sigint(crescent, tmp_path):
         5,
         "the startup line",
     )
-    assert re.search(rf"crescent\[{c.pid}\]: info: ready: 1 threads?, binds .*{addr(port)}", line), line
+    # A diagnostic line: its UTC date (ISO 8601, ms), the pid, the level, the message.
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z " +
+                 rf"crescent\[{c.pid}\]: info: ready: 1 threads?, binds .*{addr(port)}", line)
+    assert m, line
+    logged = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    assert abs((datetime.now(timezone.utc) - logged).total_seconds()) < 60 * SLOW, line
     assert c.stop(signal.SIGINT) == 0, c.describe()
 
 
@@ -135,3 +141,60 @@ def test_sigterm_exits_0(crescent):
     port = free_port()
     c = crescent(SIMPLE.format(port=port), ports=[port])
     assert c.stop(signal.SIGTERM) == 0, c.describe()
+
+
+CHECKED = """global {{ threads = 1 }}
+defaults {{ mode = "http"{defaults} }}
+backend "app" {{{check}
+  server "a1" {{ "127.0.0.1:1"{server} }},
+}}
+backend "svc" {{
+  service = function(applet) end,
+}}
+"""
+
+
+def check_warnings(r):
+    return [l for l in r.stderr.splitlines() if "check settings" in l]
+
+
+@pytest.mark.parametrize("where", ["backend", "defaults"])
+def test_check_settings_no_server_uses_warn(tmp_path, where):
+    """Check settings (on the backend or from defaults) that no server of the backend opts
+    into draw a warning naming the backend and its file:line; the config stays valid."""
+    cfg = tmp_path / "cfg.lua"
+    settings = ', check = { inter = "1s" }'
+    cfg.write_text(CHECKED.format(defaults=settings if where == "defaults" else "",
+                                  check=settings.lstrip(",") + "," if where == "backend" else "",
+                                  server=""))
+    r = run_crescent(["-c", "-f", cfg])
+    assert r.returncode == 0, f"stdout: {r.stdout}\nstderr: {r.stderr}"
+    assert "configuration file is valid" in r.stdout, r.stdout
+    from_defaults = " (from defaults)" if where == "defaults" else ""
+    # One warning: for "app" at its line 3; "svc" (a service, no servers) has none.
+    assert check_warnings(r) == [l for l in r.stderr.splitlines() if
+                                 l.endswith(f'warning: {cfg}:3: backend "app": check settings'
+                                            f'{from_defaults} but no server has check = true')], \
+        r.stderr
+    assert len(check_warnings(r)) == 1, r.stderr
+
+
+@pytest.mark.parametrize("server", [", check = true", ', check = { rise = 1 }'])
+def test_check_settings_used_by_a_server_no_warning(tmp_path, server):
+    cfg = tmp_path / "cfg.lua"
+    cfg.write_text(CHECKED.format(defaults="", check=' check = { inter = "1s" },', server=server))
+    r = run_crescent(["-c", "-f", cfg])
+    assert r.returncode == 0, f"stdout: {r.stdout}\nstderr: {r.stderr}"
+    assert check_warnings(r) == [] and "warning" not in r.stderr, r.stderr
+
+
+def test_check_settings_warning_at_start(crescent):
+    """The same warning when crescent starts with such a config, which serves."""
+    port = free_port()
+    c = crescent(CHECKED.format(defaults="", check=' check = { inter = "1s" },', server="") +
+                 f'frontend "f" {{ bind {{ "{addr(port)}" }}, default_backend = "app" }}\n',
+                 ports=[port], name="checked")
+    line = wait_until(lambda: next((l for l in c.stderr().splitlines()
+                                    if "check settings" in l), None), 5 * SLOW, "the warning")
+    assert line.endswith(f': warning: {c.config}:3: backend "app": check settings but no '
+                         "server has check = true"), line

@@ -47,9 +47,15 @@ def ctl_ok(sock, *command):
 
 
 def reload_cmd(sock):
-    """`crescent reload -s SOCK` -> (exit code, stdout + stderr)."""
+    """`crescent reload -s SOCK` -> (exit code, output). The reply is on stdout, and a
+    refusal (exit 1, "Success=0" and file:line: message) is on stderr as well, so that
+    output is stdout; with no reply (exit 2) it is stderr."""
     r = run_crescent(["reload", "-s", sock])
-    return r.returncode, r.stdout + r.stderr
+    if r.returncode == 2:
+        return r.returncode, r.stderr
+    assert r.stderr == ("" if r.returncode == 0 else r.stdout), \
+        f"reload -> {r.returncode}: stdout {r.stdout!r}, stderr {r.stderr!r}"
+    return r.returncode, r.stdout
 
 
 def reload_ok(sock, expect_generation=None):
@@ -626,7 +632,7 @@ backend "svc" {{
 
 def test_broken_configs_refused(crescent, write_config, api_sock):
     """Each broken config makes `crescent reload` exit 1 with "Success=0" and
-    "<file>:<line>: <message>", is logged as refused, counted in ReloadFailures, and
+    "<file>:<line>: <message>" on stdout and on stderr (reload_cmd), is logged as refused, counted in ReloadFailures, and
     the old generation keeps answering (Generation unchanged). A refused config's new
     bind does not stay open. A good config afterwards reloads normally."""
     port, spare = free_port(), free_port()

@@ -154,7 +154,42 @@ TEST_F(ConfigEnv, PlainStringsAreNotNumbers) {
   EXPECT_EQ(loadConfig("backend \"b\" { retries = \"3\" }\n").error,
             "cfg.lua:1: backend \"b\": \"retries\" must be a number (got string)");
   EXPECT_EQ(loadConfig("backend \"b\" { retries = \"${CRESCENT_T_SET}\" }\n").error,
-            "cfg.lua:1: backend \"b\": \"retries\" must be a number (got string)");
+            "cfg.lua:1: backend \"b\": \"retries\" must be a number, got \"value\" "
+            "(from ${CRESCENT_T_SET})");
+}
+
+TEST_F(ConfigEnv, ErrorsOnInterpolatedValuesNameTheVariables) {
+  setenv("CRESCENT_T_THREADS", "2x", 1);
+  // A type error shows the value and where it came from.
+  EXPECT_EQ(loadConfig("global {\n  threads = \"${CRESCENT_T_THREADS}\",\n}\n").error,
+            "cfg.lua:2: global: \"threads\" must be a number, got \"2x\" "
+            "(from ${CRESCENT_T_THREADS})");
+  // Every variable of the value, each once; a default that was used still names its variable.
+  EXPECT_EQ(loadConfig("frontend \"f\" { bind { \":1\" },\n  forwardfor = "
+                       "\"${CRESCENT_T_SET}:${CRESCENT_T_UNSET:-x}${CRESCENT_T_SET}\" }\n")
+                .error,
+            "cfg.lua:2: frontend \"f\": \"forwardfor\" must be a boolean, got \"value:xvalue\" "
+            "(from ${CRESCENT_T_SET}, ${CRESCENT_T_UNSET})");
+  // Nested keys, and errors other than the type: the same suffix.
+  EXPECT_EQ(
+      loadConfig("backend \"b\" { timeout = {\n  connect = \"${CRESCENT_T_THREADS}\" } }\n").error,
+      "cfg.lua:2: backend \"b\": \"timeout.connect\": invalid duration \"2x\" (expected e.g. "
+      "1500, \"1500ms\", \"5s\", \"1m30s\"; units ms, s, m, h, d) (from ${CRESCENT_T_THREADS})");
+  EXPECT_EQ(loadConfig("global { threads = \"${CRESCENT_T_NUM}0000\" }\n").error,
+            "cfg.lua:1: global: \"threads\" must be between 0 and 1024 (got 420000) "
+            "(from ${CRESCENT_T_NUM})");
+  EXPECT_EQ(loadConfig("defaults { mode = \"${CRESCENT_T_SET}\" }\n").error,
+            "cfg.lua:1: defaults: \"mode\" must be \"http\" or \"tcp\" (got \"value\") "
+            "(from ${CRESCENT_T_SET})");
+  // Only the value that came through ${...} gets the suffix, not another key of the same
+  // name at another depth.
+  EXPECT_EQ(loadConfig("frontend \"f\" { bind { \":1\", tls = { cert = \"a.pem\", "
+                       "min_version = \"1.9\",\n  certs = { { cert = \"b.pem\", "
+                       "min_version = \"${CRESCENT_T_SET}\" } } } } }\n")
+                .error,
+            "cfg.lua:1: frontend \"f\": bind: \"tls.min_version\" must be \"1.0\", \"1.1\", "
+            "\"1.2\" or \"1.3\" (got \"1.9\")");
+  unsetenv("CRESCENT_T_THREADS");
 }
 
 TEST_F(ConfigEnv, UnsetVariableNamesTheLine) {

@@ -620,9 +620,12 @@ TEST_F(RuntimeApiTest, CtlAndReloadExitCodes) {
   testing::internal::CaptureStdout();
   EXPECT_EQ(runCtl({"reload", "-s", path_}), 0);
   EXPECT_EQ(testing::internal::GetCapturedStdout(), "Success=1\n");
+  // A refused reload: the reply on stdout (for scripts) and on stderr.
+  testing::internal::CaptureStdout();
   testing::internal::CaptureStderr();
   EXPECT_EQ(runCtl({"reload", "-s", path_}), 1);
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "Success=0\n--\nerror: x.lua:3: boom\n");
+  EXPECT_EQ(testing::internal::GetCapturedStdout(), "Success=0\n--\nerror: x.lua:3: boom\n");
 
   testing::internal::CaptureStderr();
   EXPECT_EQ(runCtl({"ctl", "show", "info"}), 2);  // no -s
