@@ -655,6 +655,11 @@ def mariadb(tmp_path_factory):
     m = MariaDB(tmp_path_factory.mktemp("mariadb"), free_port())
     try:
         m.wait_ready([m.port], timeout=60)
+        # mariadbd listens on TCP before its UNIX socket (admin_sql's way in), and serves
+        # neither before it logs that it is ready.
+        log = m.dir / "error.log"
+        wait_until(lambda: log.exists() and "ready for connections" in log.read_text(errors="replace"),
+                   60, "mariadbd ready for connections")
         m.admin_sql(
             f"CREATE USER '{m.USER}'@'%' IDENTIFIED BY '{m.PASSWORD}';"
             f"GRANT ALL ON *.* TO '{m.USER}'@'%';"
