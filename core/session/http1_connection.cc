@@ -515,7 +515,7 @@ void Http1Connection::captureError(const http1::Error& err, std::string_view byt
 // The bytes of a refusal with `status`: the frontend's error page (its own, then its
 // defaults'; an error_page function gets nil for txn: there is no request to show), or
 // crescent's own. Always `connection: close`.
-std::string Http1Connection::refusalPage(int status) {
+std::string Http1Connection::refusalPage(int& status) {
   ErrorPageResult page;
   std::unique_ptr<ScriptTxn> txn;
   HttpHead none;
@@ -528,6 +528,7 @@ std::string Http1Connection::refusalPage(int status) {
     page.headers = {{"cache-control", "no-cache"}, {"content-type", "text/html"}};
     page.body = defaultErrorBody(status);
   }
+  status = page.status;
   std::string_view reason = page.reason.empty() ? http1::reasonPhrase(page.status) : page.reason;
   std::string out = fmt::format("HTTP/1.1 {} {}\r\n", page.status, reason);
   for (const auto& [n, v] : page.headers) {
@@ -547,7 +548,7 @@ std::string Http1Connection::refusalPage(int status) {
 void Http1Connection::refuse(int status, const char* term) {
   uint64_t bytes = 0;
   if (status > 0 && !client_failed_) {
-    std::string out = refusalPage(status);
+    std::string out = refusalPage(status);  // an error_page may change the status
     bytes = out.size();
     client_->write(std::move(out));
   }

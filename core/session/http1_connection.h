@@ -87,7 +87,8 @@ class Http1Connection final : public Session, private StreamHandler, private Cli
   void write(std::string head, Buffer b);
   /// An error before any exchange: the page, the log line, then close.
   void refuse(int status, const char* term);
-  std::string refusalPage(int status);
+  /// The bytes of a refusal with `status`, which becomes the status sent.
+  std::string refusalPage(int& status);
   void captureError(const http1::Error& err, std::string_view bytes, size_t offset);
   void beginClosing();
   void finish();

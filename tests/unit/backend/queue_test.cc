@@ -347,6 +347,7 @@ TEST(QueueStress, FourLoopsMaxconnTwo) {
   for (int i = 0; i < kThreads; ++i) workers.push_back(std::make_unique<Worker>());
   std::array<std::atomic<int>, 2> holders{};
   std::atomic<int> over_limit{0};
+  std::atomic<uint64_t> spin{0};
 
   auto body = [&](Worker& wk, int id) {
     for (int i = 0; i < kCycles && wk.failure.empty(); ++i) {
@@ -381,7 +382,9 @@ TEST(QueueStress, FourLoopsMaxconnTwo) {
       if (held == nullptr) continue;
       int n = holders[held->index()].fetch_add(1) + 1;
       if (n > 2 || held->current() > 2) over_limit.fetch_add(1);
-      for (int k = 0; k < 20; ++k) std::this_thread::yield();  // hold the slot a little
+      // Hold the slot a little, on the CPU: a yield would give the core to whatever else
+      // runs (CPU hogs, a parallel build) and make the test's time the scheduler's.
+      for (int k = 0; k < 2000; ++k) spin.fetch_add(1, std::memory_order_relaxed);
       holders[held->index()].fetch_sub(1);
       held->release();
     }
