@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -551,17 +554,25 @@ void Process::tick() {
   uint64_t now = monotonicMs();
   for (auto& api : retiring_api_) api->close();
   retiring_api_.clear();
+  bool freed = false;
   for (auto it = retired_.begin(); it != retired_.end();) {
     if (it->gen.expired()) {
       logInfo("generation {} freed: its last session ended {} ms after the reload", it->id,
               now - it->retired_ms);
       it = retired_.erase(it);
+      freed = true;
       continue;
     }
     if (it->deadline_ms > 0 && now >= it->deadline_ms && !it->closing)
       closeGeneration(*it, "hard_stop_after");
     ++it;
   }
+#ifdef __GLIBC__
+  // A generation's config, Lua states and servers went back to malloc: give the free
+  // pages back to the system (every arena, the workers' too), as HAProxy trims its pools
+  // after a reload, so that RSS follows what the process holds.
+  if (freed) ::malloc_trim(0);
+#endif
   if (draining_ && !stopping_) {
     int left = counters_.actconn.load(std::memory_order_relaxed);
     if (left == 0) {

@@ -1622,7 +1622,10 @@ def test_1000_reloads_of_100_backends_memory_bound(crescent, write_config, api_s
     """1,000 reloads over one runtime connection, alternating two variants of a config
     with 100 backends (servers on unused ports, no checks) and 100 use_backend ACLs.
     Each reload succeeds with the next generation number; every old generation is freed;
-    VmRSS after the 1,000 is at most 1.10 x VmRSS after the first 10.
+    VmRSS after the 1,000 is at most 1.10 x VmRSS after the first 10. Each end's VmRSS is
+    the least of five samples, each taken once the reload before it freed its old
+    generation: a leak raises all five, a moment's peak (a worker's Lua state not yet
+    closed, an arena not yet trimmed) only one.
 
     Under ASan (ASAN_OPTIONS set) the same 1,000 reloads run, with longer waits, and only
     the RSS ratio is not asserted (the allocator's quarantine holds freed memory); leaks
@@ -1636,29 +1639,29 @@ def test_1000_reloads_of_100_backends_memory_bound(crescent, write_config, api_s
     c = start(crescent, cfg, ports=[port], sock=api_sock)
     rt = RuntimeConn(api_sock, timeout=60 * SLOW)
     t0 = time.monotonic()
-    rss10 = None
+    early, late = [], []
     try:
         for n in range(1, 1001):
             cfg.write_text(variants[n % 2])
             reply = rt.command("reload")
             assert reply == f"Success=1\ngeneration {n + 1}\n", f"reload {n}: {reply!r}"
-            if n in (10, 1000):
+            if 10 <= n < 15 or n > 995:
                 wait_until(lambda: rt.command("show generations").count("\n") == 2,
                            10 * SLOW, f"old generations freed after {n} reloads")
+                (early if n < 15 else late).append(rss_kib(c.pid))
                 if n == 10:
-                    rss10 = rss_kib(c.pid)
                     assert http_get(port) == (200, "v0\n")
         elapsed = time.monotonic() - t0
         info = rt.command("show info")
     finally:
         rt.close()
-    rss1000 = rss_kib(c.pid)
+    rss10, rss1000 = min(early), min(late)
     assert http_get(port) == (200, "v0\n")
     assert "Reloads: 1000\n" in info and "Generations: 1\n" in info, info
     # Logged on the process's next tick after the last reference went (up to ~100 ms).
     wait_until(lambda: len(stderr_lines(c, r"info: generation \d+ freed")) == 1000, 10 * SLOW,
                "1000 generation ... freed lines")
-    print(f"1000 reloads in {elapsed:.1f}s; VmRSS after 10: {rss10} KiB, after 1000: "
-          f"{rss1000} KiB ({rss1000 / rss10:.3f}x)")
+    print(f"1000 reloads in {elapsed:.1f}s; VmRSS after 10: {rss10} KiB {early}, after 1000: "
+          f"{rss1000} KiB {late} ({rss1000 / rss10:.3f}x)")
     if not os.environ.get("ASAN_OPTIONS"):
-        assert rss1000 <= 1.10 * rss10, f"VmRSS {rss10} KiB -> {rss1000} KiB"
+        assert rss1000 <= 1.10 * rss10, f"VmRSS {early} KiB -> {late} KiB"
