@@ -82,8 +82,9 @@ int serverIndex(lua_State* L) {
   if (key.empty()) return 0;
   switch (key[0]) {
     case 'a':
-      if (key == "address") {
-        lua_pushlstring(L, s.config().text.data(), s.config().text.size());
+      if (key == "address") {  // as configured, or as `set server addr` changed it
+        std::string text = s.addressChanged() ? s.address().toString() : s.config().text;
+        lua_pushlstring(L, text.data(), text.size());
         return 1;
       }
       break;

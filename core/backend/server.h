@@ -192,6 +192,8 @@ class Server {
   /// Sets it (thread-safe). Connections already open stay; idle pooled ones to the old
   /// address are not reused (the server gets a new pool key).
   void setAddress(const Address& a);
+  /// True once setAddress() was called (the address is no longer the configured one).
+  bool addressChanged() const { return addr_set_.load(std::memory_order_acquire); }
 
   /// Local address chooser for connections to this server, or null (no `source`).
   SourcePicker* source() const { return source_.get(); }
