@@ -92,6 +92,9 @@ class Worker final : public WorkerContext {
   ProcessCounters& counters() override { return counters_; }
   void addSession(Session* s) override;
   void endSession(Session* s) override;
+  BuiltinService* builtinService() override { return builtin_; }
+  /// Before start(): the service answering the admin listener (borrowed; outlives us).
+  void setBuiltinService(BuiltinService* s) { builtin_ = s; }
 
  private:
   // One listening socket this worker polls; the listener's handler.
@@ -132,6 +135,7 @@ class Worker final : public WorkerContext {
              const std::shared_ptr<WorkerGeneration>& prev);
 
   int id_;
+  BuiltinService* builtin_ = nullptr;  // the admin service, owned by the process
   ProcessCounters& counters_;
   EventLoop loop_;
   std::unique_ptr<ConnectionPool> pool_;
