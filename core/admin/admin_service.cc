@@ -144,13 +144,14 @@ void AdminService::serve(const BuiltinRequest& req, ServiceResponse& out) {
   ProcessStatus::Snapshot snap = status_.snapshot();
   auto current = req.worker.current();
   if (path == "/readyz") {
-    bool ready =
-        !snap.reloading && !snap.stopping && current && current->gen().id() == snap.current_id;
+    bool newest = snap.current_id != 0 && snap.oldest_serving == snap.current_id;
+    bool ready = !snap.reloading && !snap.stopping && newest;
     if (ready) return reply(out, 200, "text/plain", "ready\n");
     return reply(out, 503, "text/plain",
-                 snap.reloading  ? "not ready: a reload is under way\n"
-                 : snap.stopping ? "not ready: stopping\n"
-                                 : "not ready: not serving the newest generation yet\n");
+                 snap.reloading ? "not ready: a reload is under way\n"
+                 : snap.stopping
+                     ? "not ready: stopping\n"
+                     : "not ready: a worker does not serve the newest generation yet\n");
   }
   if (!current) return reply(out, 503, "text/plain", "no generation\n");
   Generation& gen = current->gen();

@@ -11,8 +11,8 @@ namespace crescent::core {
 /// The admin listener's built-in service (docs/observability.md): authenticates every
 /// request, then answers
 ///   GET /healthz       200 "ok" while the process runs
-///   GET /readyz        200 when this worker serves the newest generation and no reload
-///                      is under way, else 503
+///   GET /readyz        200 when every worker serves the newest generation and no
+///                      reload is under way, else 503
 ///   GET /stats         the stats page (HTML); /stats;csv `show stat`'s CSV; /stats;json
 ///   GET /metrics       Prometheus text exposition format 0.0.4
 /// and 404 for any other path. Credentials: `Authorization: Basic` (a user of

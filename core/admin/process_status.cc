@@ -1,5 +1,7 @@
 #include "core/admin/process_status.h"
 
+#include <algorithm>
+
 #include "core/backend/server.h"
 
 namespace crescent::core {
@@ -26,6 +28,10 @@ ProcessStatus::Snapshot ProcessStatus::snapshot() const {
   s.reloading = reloading_.load(std::memory_order_acquire);
   s.actconn = counters_.actconn.load(std::memory_order_relaxed);
   s.cumconn = counters_.cumconn.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < serving_.size(); ++i) {
+    uint64_t id = serving_[i]->load(std::memory_order_acquire);
+    s.oldest_serving = i == 0 ? id : std::min(s.oldest_serving, id);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   s.uptime_ms = started_ms_ > 0 ? monotonicMs() - started_ms_ : 0;
   s.threads = threads_;

@@ -32,6 +32,9 @@ class ProcessStatus {
     bool reloading = false;   ///< a reload is under way (on_reload hooks may run)
     bool stopping = false;    ///< soft or hard stop under way
     uint64_t current_id = 0;  ///< the newest generation; 0 before the first one serves
+    /// The oldest generation a worker accepts with (all workers serve current_id when
+    /// equal); 0 when some worker has not started.
+    uint64_t oldest_serving = 0;
     int actconn = 0;          ///< client connections, all frontends
     uint64_t cumconn = 0;
     /// The current generation first, then the old ones, newest first. Holding these keeps
@@ -44,6 +47,11 @@ class ProcessStatus {
 
   /// Main thread: the process started serving at `started_ms` (monotonicMs) with `threads`.
   void setStarted(uint64_t started_ms, int threads);
+  /// Main thread, once, before the workers start: each worker's serving generation id
+  /// (Worker::servingGeneration(); they outlive this object's readers).
+  void setWorkers(std::vector<const std::atomic<uint64_t>*> serving) {
+    serving_ = std::move(serving);
+  }
   /// Main thread: replaces the published generations and counts.
   void publish(std::vector<std::pair<std::weak_ptr<Generation>, std::string>> generations,
                uint64_t current_id, uint64_t reloads, uint64_t reload_failures, bool stopping);
@@ -56,6 +64,7 @@ class ProcessStatus {
  private:
   const ProcessCounters& counters_;
   std::atomic<bool> reloading_{false};
+  std::vector<const std::atomic<uint64_t>*> serving_;  // set before readers exist
   mutable std::mutex mu_;
   // guarded by mu_
   uint64_t started_ms_ = 0;

@@ -308,6 +308,11 @@ int Process::startAndServe(LoadedConfig first) {
     workers_.back()->setBuiltinService(&admin_);
   }
   status_.setStarted(started_ms_, threads_);
+  {
+    std::vector<const std::atomic<uint64_t>*> serving;
+    for (auto& w : workers_) serving.push_back(&w->servingGeneration());
+    status_.setWorkers(std::move(serving));
+  }
   counters_.wake_all = [this] {
     for (auto& w : workers_) w->wake();
   };
@@ -317,6 +322,7 @@ int Process::startAndServe(LoadedConfig first) {
     for (auto& x : workers_) x->stop();
     for (auto& x : workers_) x->join();
     watchdog_.stop();
+    status_.setWorkers({});
     workers_.clear();
     current_.reset();
     closeListeners(true);
@@ -365,6 +371,7 @@ int Process::startAndServe(LoadedConfig first) {
   for (auto& w : workers_) w->join();
   disarmStopGuard();
   watchdog_.stop();
+  status_.setWorkers({});  // the workers ended: nothing reads them any more
   workers_.clear();
   current_.reset();
   retired_.clear();
