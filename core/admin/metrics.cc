@@ -35,11 +35,13 @@ class Writer {
     out_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name_, help, name_, type);
   }
   /// One sample of the current family; `labels` is `a="x",b="y"` or empty.
-  void sample(const std::string& labels, double v) {
+  void sample(const std::string& labels, double v) { sample("", labels, v); }
+  /// A sample named the family's name + `suffix` (a histogram's _bucket, _sum, _count).
+  void sample(std::string_view suffix, const std::string& labels, double v) {
     if (labels.empty()) {
-      out_ += fmt::format("{} {}\n", name_, v);
+      out_ += fmt::format("{}{} {}\n", name_, suffix, v);
     } else {
-      out_ += fmt::format("{}{{{}}} {}\n", name_, labels, v);
+      out_ += fmt::format("{}{}{{{}}} {}\n", name_, suffix, labels, v);
     }
   }
 
@@ -98,6 +100,28 @@ void frontendMetrics(Writer& w, Generation& gen) {
   each([&](size_t i) { return static_cast<double>(gen.frontendStats(i).requests.load()); }, true);
 }
 
+// Response time (request sent to response head) per backend, HTTP only: cumulative
+// buckets with `le` in seconds, then _sum and _count.
+void responseTimeHistogram(Writer& w, Generation& gen) {
+  w.family("backend_http_response_time_seconds", "histogram",
+           "Time from the request sent to a server to its response head.");
+  for (size_t i = 0; i < gen.backendCount(); ++i) {
+    Backend& b = gen.backend(i);
+    if (b.config().mode != Mode::kHttp) continue;
+    std::string proxy = proxyLabel(b.name());
+    uint64_t cumulative = 0;
+    for (size_t k = 0; k < kResponseTimeBuckets; ++k) {
+      cumulative += b.responseTimeBucket(k);
+      std::string le = k < std::size(kResponseTimeBucketsMs)
+                           ? fmt::format("{}", kResponseTimeBucketsMs[k] / 1000.0)
+                           : "+Inf";
+      w.sample("_bucket", fmt::format("{},le=\"{}\"", proxy, le), static_cast<double>(cumulative));
+    }
+    w.sample("_sum", proxy, b.responseTimeSumMs() / 1000.0);
+    w.sample("_count", proxy, static_cast<double>(cumulative));
+  }
+}
+
 void backendMetrics(Writer& w, Generation& gen) {
   auto each = [&](const std::function<double(Backend&)>& value) {
     for (size_t i = 0; i < gen.backendCount(); ++i)
@@ -122,6 +146,7 @@ void backendMetrics(Writer& w, Generation& gen) {
   each([&](Backend& b) { return count(b, true); });
   w.family("backend_up", "gauge", "1 when the backend has a usable server, else 0.");
   each([&](Backend& b) { return count(b, false) + count(b, true) > 0 ? 1 : 0; });
+  responseTimeHistogram(w, gen);
 }
 
 void serverMetrics(Writer& w, Generation& gen) {

@@ -288,6 +288,12 @@ def test_metrics_pass_promtool_under_traffic(admin):
     assert samples['crescent_server_status{proxy="app",server="nginx1",state="DOWN"}'] == 0
     assert samples['crescent_backend_up{proxy="app"}'] == 1
     assert samples["crescent_process_nbthread"] == 2
+    # The response time histogram: cumulative buckets ending in +Inf = _count.
+    hist = 'crescent_backend_http_response_time_seconds'
+    assert samples[f'{hist}_bucket{{proxy="app",le="+Inf"}}'] == 300
+    assert samples[f'{hist}_count{{proxy="app"}}'] == 300
+    buckets = [v for k, v in samples.items() if k.startswith(f'{hist}_bucket{{proxy="app"')]
+    assert buckets == sorted(buckets) and len(buckets) == 12
     assert samples['crescent_process_generation_sessions{generation="1",state="current"}'] >= 1
     for family in ("backend_current_queue", "backend_max_queue", "server_weight",
                    "server_response_time_average_seconds", "server_check_failures_total",
