@@ -18,7 +18,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from conftest import (CRESCENT_BIN, SLOW, addr, free_port, run_crescent, runtime_command,
+from conftest import (SLOW, addr, free_port, run_crescent, runtime_command, self_signed,
                       wait_until)
 
 PASSWORD = "s3cret-pw"
@@ -155,6 +155,27 @@ def test_plaintext_password_refused_with_file_line(write_config, sockdir):
         'admin {\n  bind { "127.0.0.1:1" },\n  auth = { tokens = { "t" }, read_only = { "x" } },\n}\n')
     r = run_crescent(["-c", "-f", str(cfg)])
     assert r.returncode == 1 and f'{cfg}:3: admin: auth: read_only: "x" is not one' in r.stderr
+
+
+def test_admin_over_tls(crescent, tmp_path, env):
+    """The admin bind takes `tls = { ... }` like any bind: curl verifies the certificate."""
+    cert, key = self_signed(tmp_path, "admin.test")
+    port = free_port()
+    crescent(f"""
+admin {{
+  bind {{ "{addr(port)}", tls = {{ cert = "{cert}", key = "{key}" }} }},
+  auth = {{ tokens = {{ "${{ADMIN_TOKEN}}" }} }},
+}}
+""", env=env, ports=[port])
+    base = ["curl", "-sS", "--max-time", str(10 * SLOW), "--cacert", str(cert), "--resolve",
+            f"admin.test:{port}:127.0.0.1", "-w", "%{http_code}"]
+    url = f"https://admin.test:{port}/healthz"
+    r = subprocess.run([*base, "-H", f"Authorization: Bearer {TOKEN}", url],
+                       capture_output=True, text=True, check=True)
+    assert r.stdout == "ok\n200"
+    r = subprocess.run([*base, "-o", "/dev/null", url], capture_output=True, text=True,
+                       check=True)
+    assert r.stdout == "401"
 
 
 # ---------------------------------------------------------------- stats
