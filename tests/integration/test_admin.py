@@ -367,6 +367,7 @@ end)
     wait_until(lambda: ops(port, "/readyz")[0] == 200, 10 * SLOW, "/readyz 200 after it")
     _, _, body = ops(port, "/metrics")
     assert "crescent_process_reloads_total 1" in body
+    assert 'crescent_process_generation_sessions{generation="2",state="current"}' in body
 
 
 # ---------------------------------------------------------------- a real Prometheus
