@@ -767,6 +767,27 @@ Status readRule(lua_State* L, int idx, const Loc& frontend, core::FrontendConfig
   return Status();
 }
 
+// The admin listener's settings (`fe.admin`, made by stdlib/config.lua's admin{}), or
+// nothing when the frontend is not the admin listener.
+void readAdmin(lua_State* L, int idx, core::FrontendConfig& fe) {
+  lua_getfield(L, idx, "admin");
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    auto a = std::make_shared<core::AdminConfig>();
+    Status ignored = forEach(L, t, "users", [&](int u) {
+      a->users.push_back(
+          {stringField(L, u, "name").value_or(""), stringField(L, u, "hash").value_or("")});
+      return Status();
+    });
+    (void)ignored;
+    readStrings(L, t, "tokens", a->tokens);
+    readStrings(L, t, "read_only", a->read_only);
+    a->metrics_prefix = stringField(L, t, "metrics_prefix").value_or(a->metrics_prefix);
+    fe.admin = std::move(a);
+  }
+  lua_pop(L, 1);
+}
+
 Status readFrontend(lua_State* L, int idx, core::Config& cfg) {
   core::FrontendConfig fe;
   Loc loc = locOf(L, idx);
@@ -784,6 +805,7 @@ Status readFrontend(lua_State* L, int idx, core::Config& cfg) {
   fe.inspect_delay =
       static_cast<uint64_t>(intField(L, idx, "inspect_delay").value_or(fe.inspect_delay));
   readCompression(L, idx, fe.compression);
+  readAdmin(L, idx, fe);
   fe.default_backend = stringField(L, idx, "default_backend").value_or("");
   if (!fe.default_backend.empty()) {
     fe.default_backend_index =

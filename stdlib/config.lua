@@ -18,7 +18,7 @@ local _M = {}
 local getinfo = debug.getinfo
 local io_open = io.open
 local type, pairs, ipairs, tostring, error, select = type, pairs, ipairs, tostring, error, select
-local setmetatable, getmetatable = setmetatable, getmetatable
+local setmetatable, getmetatable, next = setmetatable, getmetatable, next
 local format, gsub, find, sub = string.format, string.gsub, string.find, string.sub
 local sort, concat = table.sort, table.concat
 local min = math.min
@@ -622,6 +622,45 @@ local function newContext(opts)
     local obj = { kind = "defaults", label = "defaults", file = file, line = line }
     ctx.defaults = checkBody(obj, body, schema.defaults, {})
     ctx.defaults.error_pages = errorPages(obj, ctx.defaults.errorfiles, ctx.defaults.error_page)
+  end
+
+  -- admin { bind { ... }, auth = { ... }, metrics = { ... } }: the admin listener, an
+  -- internal HTTP frontend named "admin" answered by crescent's built-in admin service
+  -- (stats, /metrics, /healthz, /readyz; docs/observability.md).
+  function G.admin(body)
+    checkOpen(2, "admin")
+    if type(body) ~= "table" then
+      raise(2, format("admin: expected a table: admin { bind { ... }, auth = { ... } } (got %s)",
+        type(body)))
+    end
+    local file, line = callsite(2)
+    local obj = { kind = "admin", name = "admin", label = "admin", file = file, line = line }
+    local out, entries = checkBody(obj, body, schema.admin, schema.entries.admin)
+    claimName(obj, ctx.fe_by_name, "frontend")
+    local auth = out.auth or {}
+    local users = auth.users or {}
+    if next(users) == nil and #(auth.tokens or {}) == 0 then
+      fail(file, out.auth and keyLine(file, line, "auth") or line,
+        "admin: auth needs users or tokens (every admin request must authenticate)")
+    end
+    for _, name in ipairs(auth.read_only or {}) do
+      if not users[name] then
+        fail(file, keyLine(file, line, "auth"),
+          format('admin: auth: read_only: "%s" is not one of the users', name))
+      end
+    end
+    local D = ctx.defaults
+    local fe = buildFrontend(obj, { mode = "http", timeout = out.timeout, maxconn = out.maxconn,
+                                    log = true }, entries, {})
+    fe.timeout = mergeTimeouts(D.timeout, out.timeout)
+    local names = {}
+    for name in pairs(users) do names[#names + 1] = name end
+    sort(names)
+    local list = {}
+    for i, name in ipairs(names) do list[i] = { name = name, hash = users[name] } end
+    fe.admin = { users = list, tokens = auth.tokens or {}, read_only = auth.read_only or {},
+                 metrics_prefix = (out.metrics or {}).prefix or "crescent" }
+    ctx.frontends[#ctx.frontends + 1] = fe
   end
 
   G.frontend = section("frontend")

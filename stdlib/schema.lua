@@ -166,12 +166,23 @@ _M.bind = {
   group = { t = "string" }, tls = BIND_TLS, threads = { t = "ints", min = 1, max = 1024 },
 }
 _M.use_backend = { when = { t = "acl" } }
+-- admin { bind { "127.0.0.1:8404" }, auth = { users = { ops = "$6$..." }, tokens = { ... },
+--         read_only = { "viewer" } }, metrics = { prefix = "crescent" } }: the admin
+-- listener (docs/observability.md); users' passwords are crypt(3) hashes
+_M.admin = {
+  auth = { t = "table", what = "auth", keys = {
+    users = { t = "crypt_users" }, tokens = STRINGS, read_only = STRINGS,
+  } },
+  metrics = { t = "table", what = "metrics", keys = { prefix = { t = "metric_prefix" } } },
+  timeout = TIMEOUT, maxconn = int(0, INT_MAX),
+}
 _M.balancer = { name = { t = "string" }, pick = FUNC, init = FUNC, on_release = FUNC }
 
 _M.entries = {
   frontend = { bind = true, use_backend = true },
   backend = { server = true },
   listen = { bind = true, use_backend = true, server = true },
+  admin = { bind = true },
 }
 
 -- Messages ---------------------------------------------------------------------------
@@ -557,6 +568,32 @@ function checks.table(spec, key, v, used)
     out[k] = val
   end
   return out
+end
+
+-- { name = "<crypt(3) hash>", ... }: a plaintext password is refused (a hash is
+-- "$id$...", as mkpasswd and openssl passwd -6 print).
+function checks.crypt_users(spec, key, v)
+  if type(v) ~= "table" or acl.is_acl(v) then return nil, typeError(key, "a table", v) end
+  for name, hash in pairs(v) do
+    if type(name) ~= "string" or not name:match("^[%w_.%-]+$") then
+      return nil, format('"%s": user names are letters, digits, "_", "." or "-" (got %s)', key,
+        tostring(name))
+    end
+    if type(hash) ~= "string" or not hash:match("^%$[%w]+%$[^:]+$") then
+      return nil, format('"%s.%s" must be a crypt(3) hash like "$6$salt$..." ' ..
+        "(mkpasswd -m sha-512, openssl passwd -6); plaintext passwords are refused", key, name)
+    end
+  end
+  return v
+end
+
+-- A Prometheus metric name prefix: [a-zA-Z_:][a-zA-Z0-9_:]*
+function checks.metric_prefix(spec, key, v)
+  if type(v) ~= "string" or not v:match("^[%a_:][%w_:]*$") then
+    return nil, format('"%s" must be a Prometheus name like "crescent" or "haproxy" (got %s)',
+      key, type(v) == "string" and ('"' .. v .. '"') or typeName(v))
+  end
+  return v
 end
 
 function _M.check(spec, key, v, used)

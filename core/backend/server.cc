@@ -221,6 +221,7 @@ void Server::detach() {
 }
 
 void Server::recordResponseTime(uint64_t ms) {
+  backend_.recordResponseTime(ms);
   uint64_t sample = std::min<uint64_t>(ms, 1u << 26) * 16;
   uint64_t old = sh_->rtt_x16.load(std::memory_order_relaxed);
   uint64_t next;
@@ -228,6 +229,13 @@ void Server::recordResponseTime(uint64_t ms) {
     next = old == 0 ? std::max<uint64_t>(sample, 1) : old - old / 8 + sample / 8;
     if (next == 0) next = 1;
   } while (!sh_->rtt_x16.compare_exchange_weak(old, next, std::memory_order_relaxed));
+}
+
+void Backend::recordResponseTime(uint64_t ms) {
+  size_t i = 0;
+  while (i < std::size(kResponseTimeBucketsMs) && ms > kResponseTimeBucketsMs[i]) ++i;
+  sh_->rt_buckets[i].fetch_add(1, std::memory_order_relaxed);
+  sh_->rt_sum_ms.fetch_add(ms, std::memory_order_relaxed);
 }
 
 double Server::responseTimeMs() const {

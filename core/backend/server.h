@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -68,10 +69,18 @@ struct ServerShared {
 };
 
 /// What a backend keeps across reloads when its name matches: its counters.
+/// Upper bounds (ms) of the response time histogram's buckets; one more counts the rest.
+inline constexpr uint64_t kResponseTimeBucketsMs[] = {5,   10,   25,   50,   100,  250,
+                                                      500, 1000, 2500, 5000, 10000};
+inline constexpr size_t kResponseTimeBuckets = std::size(kResponseTimeBucketsMs) + 1;
+
 struct BackendShared {
   std::atomic<uint64_t> total{0};
   std::atomic<int> queued_max{0};
   std::atomic<uint64_t> queue_timeouts{0};
+  /// Responses per response-time bucket (not cumulative; the last: above every bound).
+  std::atomic<uint64_t> rt_buckets[kResponseTimeBuckets] = {};
+  std::atomic<uint64_t> rt_sum_ms{0};
 };
 
 /// Runtime state of one configured server, shared by every worker of a generation.
@@ -298,6 +307,14 @@ class Backend {
   int queued() const { return waiting_.load(std::memory_order_relaxed); }
   /// Highest queued() seen (stats qmax).
   int queuedMax() const { return sh_->queued_max.load(std::memory_order_relaxed); }
+  /// Counts one response time (ms from the request sent to the response head) in the
+  /// backend's histogram. Lock-free; any thread.
+  void recordResponseTime(uint64_t ms);
+  /// The histogram's buckets (see kResponseTimeBucketsMs) and the sum of the times.
+  uint64_t responseTimeBucket(size_t i) const {
+    return sh_->rt_buckets[i].load(std::memory_order_relaxed);
+  }
+  uint64_t responseTimeSumMs() const { return sh_->rt_sum_ms.load(std::memory_order_relaxed); }
   /// Requests that timed out in a queue.
   uint64_t queueTimeouts() const { return sh_->queue_timeouts.load(std::memory_order_relaxed); }
   void countQueueTimeout() { sh_->queue_timeouts.fetch_add(1, std::memory_order_relaxed); }

@@ -298,6 +298,19 @@ struct UseBackendRule {
   int line = 0;
 };
 
+/// `admin { ... }` (docs/observability.md): the admin listener's settings. Its frontend
+/// (named "admin") is answered by the built-in admin service, never by a backend.
+struct AdminConfig {
+  struct User {
+    std::string name;
+    std::string hash;  ///< crypt(3) hash ("$6$salt$..."); never a plaintext password
+  };
+  std::vector<User> users;                  ///< `Authorization: Basic`, sorted by name
+  std::vector<std::string> tokens;          ///< `Authorization: Bearer <token>`
+  std::vector<std::string> read_only;       ///< user names that may only GET
+  std::string metrics_prefix = "crescent";  ///< `metrics = { prefix = ... }`
+};
+
 struct FrontendConfig {
   std::string name;
   Mode mode = Mode::kHttp;
@@ -317,6 +330,9 @@ struct FrontendConfig {
   CompressionConfig compression;
   ErrorPages errors;          ///< the frontend's own errorfiles / error_page
   ErrorPages default_errors;  ///< those of the defaults it was declared under
+  /// Set on the admin listener's frontend only: its requests go to the built-in admin
+  /// service (Exchange::runBuiltinService).
+  std::shared_ptr<const AdminConfig> admin;
   int line = 0;
 };
 

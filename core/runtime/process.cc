@@ -306,7 +306,16 @@ int Process::startAndServe(LoadedConfig first) {
   current_ = std::make_shared<Generation>(next_gen_id_++, first.config, first.tls);
   // Every Worker exists before any starts, so the list that wake_all reads from worker
   // threads never changes while they run.
-  for (int i = 0; i < threads_; ++i) workers_.push_back(std::make_unique<Worker>(i + 1, counters_));
+  for (int i = 0; i < threads_; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i + 1, counters_));
+    workers_.back()->setBuiltinService(&admin_);
+  }
+  status_.setStarted(started_ms_, threads_);
+  {
+    std::vector<const std::atomic<uint64_t>*> serving;
+    for (auto& w : workers_) serving.push_back(&w->servingGeneration());
+    status_.setWorkers(std::move(serving));
+  }
   counters_.wake_all = [this] {
     for (auto& w : workers_) w->wake();
   };
@@ -316,6 +325,7 @@ int Process::startAndServe(LoadedConfig first) {
     for (auto& x : workers_) x->stop();
     for (auto& x : workers_) x->join();
     watchdog_.stop();
+    status_.setWorkers({});
     workers_.clear();
     current_.reset();
     closeListeners(true);
@@ -343,6 +353,7 @@ int Process::startAndServe(LoadedConfig first) {
   for (const auto& s : sockets_) binds += " " + s.address.toString();
   for (const auto& b : cfg.backends) backends += " " + b.name;
   started_ = true;
+  publishStatus();
   logInfo("ready: {} thread{}, binds{}, backends{}", threads_, threads_ == 1 ? "" : "s", binds,
           backends.empty() ? " (none)" : backends);
   if (options_.on_ready) options_.on_ready();
@@ -363,6 +374,7 @@ int Process::startAndServe(LoadedConfig first) {
   for (auto& w : workers_) w->join();
   disarmStopGuard();
   watchdog_.stop();
+  status_.setWorkers({});  // the workers ended: nothing reads them any more
   workers_.clear();
   current_.reset();
   retired_.clear();
@@ -375,10 +387,15 @@ Status Process::reload(const char* reason) {
   if (stopping_ || draining_) return Status::error("reload: the process is stopping");
   if (in_reload_) return Status::error("reload: a reload is already under way");
   in_reload_ = true;
+  status_.setReloading(true);
   struct Guard {
-    bool& flag;
-    ~Guard() { flag = false; }
-  } guard{in_reload_};
+    Process& p;
+    ~Guard() {
+      p.in_reload_ = false;
+      p.publishStatus();  // the new generation, or the failure count
+      p.status_.setReloading(false);
+    }
+  } guard{*this};
   uint64_t t0 = monotonicMs();
   auto failed = [this](const std::string& msg) {
     ++reload_failures_;
@@ -501,6 +518,15 @@ Status Process::reload(const char* reason) {
   return Status();
 }
 
+void Process::publishStatus() {
+  std::vector<std::pair<std::weak_ptr<Generation>, std::string>> gens;
+  if (current_) gens.emplace_back(current_, draining_ ? "draining" : "current");
+  for (auto it = retired_.rbegin(); it != retired_.rend(); ++it)
+    gens.emplace_back(it->gen, it->closing ? "closing" : "old");
+  status_.publish(std::move(gens), current_ ? current_->id() : 0, reloads_, reload_failures_,
+                  draining_ || stopping_);
+}
+
 int Process::liveGenerations() {
   int n = current_ ? 1 : 0;
   for (const Retired& r : retired_)
@@ -524,6 +550,7 @@ void Process::enforceMaxGenerations(int max) {
 
 void Process::closeGeneration(Retired& r, const char* why) {
   r.closing = true;
+  publishStatus();
   auto gen = r.gen.lock();
   if (!gen) return;
   uint64_t age = monotonicMs() - r.retired_ms;
@@ -561,6 +588,7 @@ void Process::tick() {
               now - it->retired_ms);
       it = retired_.erase(it);
       freed = true;
+      publishStatus();
       continue;
     }
     if (it->deadline_ms > 0 && now >= it->deadline_ms && !it->closing)
@@ -595,6 +623,7 @@ void Process::tick() {
 void Process::softStop(const char* why) {
   if (stopping_ || draining_) return;
   draining_ = true;
+  publishStatus();
   int left = counters_.actconn.load(std::memory_order_relaxed);
   logInfo("{}: soft stop: no longer accepting; {} session{} to finish", why, left,
           left == 1 ? "" : "s");
@@ -650,6 +679,7 @@ void Process::disarmStopGuard() {
 void Process::hardStop(const char* why) {
   if (stopping_) return;
   stopping_ = true;
+  publishStatus();
   if (why != nullptr) logInfo("{}: stopping", why);
   armStopGuard();
   // No server changes state while the workers stop.

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/admin/admin_service.h"
+#include "core/admin/process_status.h"
 #include "core/backend/health_check.h"
 #include "core/config/config.h"
 #include "core/runtime/config_loader.h"
@@ -109,6 +111,8 @@ class Process {
   void armStopGuard();
   void disarmStopGuard();
   int liveGenerations();
+  /// Publishes the generations and reload counts to status_ (after each change).
+  void publishStatus();
   std::string showGenerations();
   std::string showScriptStats();
   std::string showInfo();
@@ -126,6 +130,8 @@ class Process {
   ConfigLoader& loader_;
   ProcessOptions options_;
   ProcessCounters counters_;
+  ProcessStatus status_{counters_};  // what the admin service reads (publishStatus())
+  AdminService admin_{status_};
   std::shared_ptr<Generation> current_;
   std::vector<Retired> retired_;
   uint64_t next_gen_id_ = 1;

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/admin/stats.h"
 #include "core/base/log.h"
 #include "core/runtime/fd_limit.h"
 #include "core/runtime/process.h"
@@ -219,119 +220,9 @@ std::string Process::showGenerations() {
   return out;
 }
 
-// HAProxy's `show stat` CSV (management guide §9.1), for the fields crescent keeps; the
-// others stay empty, as HAProxy leaves fields that do not apply. One FRONTEND row per
-// frontend, one row per server and one BACKEND row per backend.
+// HAProxy's `show stat` CSV: the same builder as the admin listener's /stats;csv.
 std::string Process::showStat() {
-  static constexpr std::string_view kFields[] = {"pxname",       "svname",     "qcur",
-                                                 "qmax",         "scur",       "smax",
-                                                 "slim",         "stot",       "bin",
-                                                 "bout",         "dreq",       "dresp",
-                                                 "ereq",         "econ",       "eresp",
-                                                 "wretr",        "wredis",     "status",
-                                                 "weight",       "act",        "bck",
-                                                 "chkfail",      "chkdown",    "lastchg",
-                                                 "downtime",     "qlimit",     "pid",
-                                                 "iid",          "sid",        "throttle",
-                                                 "lbtot",        "tracked",    "type",
-                                                 "rate",         "rate_lim",   "rate_max",
-                                                 "check_status", "check_code", "check_duration",
-                                                 "hrsp_1xx",     "hrsp_2xx",   "hrsp_3xx",
-                                                 "hrsp_4xx",     "hrsp_5xx",   "hrsp_other",
-                                                 "hanafail",     "req_rate",   "req_rate_max",
-                                                 "req_tot",      "cli_abrt",   "srv_abrt",
-                                                 "comp_in",      "comp_out",   "comp_byp",
-                                                 "comp_rsp",     "lastsess",   "last_chk",
-                                                 "last_agt",     "qtime",      "ctime",
-                                                 "rtime",        "ttime"};
-  constexpr size_t kCount = std::size(kFields);
-  auto col = [](std::string_view name) {
-    for (size_t i = 0; i < kCount; ++i)
-      if (kFields[i] == name) return i;
-    return kCount;  // not reached: every name used below is in kFields
-  };
-  std::string out = "# ";
-  for (size_t i = 0; i < kCount; ++i) {
-    if (i > 0) out.push_back(',');
-    out += kFields[i];
-  }
-  out.push_back('\n');
-  if (!current_) return out;
-  using Row = std::vector<std::pair<std::string_view, std::string>>;
-  auto emit = [&](const Row& fields) {
-    std::vector<std::string> r(kCount);
-    for (const auto& [name, value] : fields) r[col(name)] = value;
-    for (size_t i = 0; i < kCount; ++i) {
-      if (i > 0) out.push_back(',');
-      out += r[i];
-    }
-    out.push_back('\n');
-  };
-  auto num = [](auto v) { return std::to_string(v); };
-  const Config& cfg = current_->config();
-  uint64_t now = monotonicMs();
-  std::string pid = num(::getpid());
-  for (size_t i = 0; i < cfg.frontends.size(); ++i) {
-    const FrontendConfig& fe = cfg.frontends[i];
-    FrontendStats& st = current_->frontendStats(i);
-    emit({{"pxname", fe.name},
-          {"svname", "FRONTEND"},
-          {"scur", num(st.cur.load())},
-          {"slim", fe.maxconn > 0 ? num(fe.maxconn) : ""},
-          {"stot", num(st.total.load())},
-          {"status", draining_ ? "STOP" : "OPEN"},
-          {"pid", pid},
-          {"iid", num(i + 1)},
-          {"sid", "0"},
-          {"type", "0"},
-          {"req_tot", fe.mode == Mode::kHttp ? num(st.requests.load()) : ""}});
-  }
-  for (size_t i = 0; i < current_->backendCount(); ++i) {
-    Backend& b = current_->backend(i);
-    int act = 0, bck = 0, act_weight = 0, bck_weight = 0;
-    for (auto& s : b.servers()) {
-      uint64_t changed = s->lastChangeMs();
-      if (s->usable()) {
-        (s->backup() ? bck : act) += 1;
-        (s->backup() ? bck_weight : act_weight) += s->weight();
-      }
-      emit({{"pxname", b.name()},
-            {"svname", s->name()},
-            {"qcur", num(s->queued())},
-            {"scur", num(s->current())},
-            {"slim", s->maxconn() > 0 ? num(s->maxconn()) : ""},
-            {"stot", num(s->total())},
-            {"econ", num(s->connectErrors())},
-            {"wretr", num(s->retries())},
-            {"wredis", num(s->redispatches())},
-            {"status", s->stateName()},
-            {"weight", num(s->weight())},
-            {"act", s->backup() ? "0" : "1"},
-            {"bck", s->backup() ? "1" : "0"},
-            {"chkfail", num(s->checkFailures())},
-            {"lastchg", changed > 0 ? num((now - changed) / 1000) : ""},
-            {"pid", pid},
-            {"iid", num(i + 1)},
-            {"sid", num(s->index() + 1)},
-            {"type", "2"},
-            {"rtime", num(static_cast<uint64_t>(s->responseTimeMs()))}});
-    }
-    emit({{"pxname", b.name()},
-          {"svname", "BACKEND"},
-          {"qcur", num(b.queued())},
-          {"qmax", num(b.queuedMax())},
-          {"scur", num(b.current())},
-          {"stot", num(b.total())},
-          {"status", act + bck > 0 ? "UP" : "DOWN"},
-          {"weight", num(act > 0 ? act_weight : bck_weight)},
-          {"act", num(act)},
-          {"bck", num(bck)},
-          {"pid", pid},
-          {"iid", num(i + 1)},
-          {"sid", "0"},
-          {"type", "1"}});
-  }
-  return out;
+  return stats::csv(current_.get(), draining_);
 }
 
 std::string Process::showServers(std::string_view backend) {

@@ -43,6 +43,7 @@ Status Worker::start(std::shared_ptr<WorkerGeneration> wg,
 Status Worker::setUp(std::shared_ptr<WorkerGeneration> wg,
                      const std::vector<ListenSocket>& sockets) {
   current_ = std::move(wg);
+  serving_gen_.store(current_->gen().id(), std::memory_order_release);
   adopt(current_, nullptr);
   const Config& cfg = current_->config();
   // Until stop(): a worker with no listener (paused, or none of this generation's binds
@@ -140,6 +141,7 @@ void Worker::install(std::shared_ptr<WorkerGeneration> wg, std::vector<ListenSoc
     if (stopping_) return;
     std::shared_ptr<WorkerGeneration> prev = std::move(current_);
     current_ = std::move(wg);
+    serving_gen_.store(current_->gen().id(), std::memory_order_release);
     adopt(current_, prev);
     sockets_ = std::move(sockets);
     if (!draining_ && !paused_) {

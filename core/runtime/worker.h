@@ -92,6 +92,11 @@ class Worker final : public WorkerContext {
   ProcessCounters& counters() override { return counters_; }
   void addSession(Session* s) override;
   void endSession(Session* s) override;
+  BuiltinService* builtinService() override { return builtin_; }
+  /// Before start(): the service answering the admin listener (borrowed; outlives us).
+  void setBuiltinService(BuiltinService* s) { builtin_ = s; }
+  /// Id of the generation this worker accepts with; 0 before it starts. Any thread.
+  const std::atomic<uint64_t>& servingGeneration() const { return serving_gen_; }
 
  private:
   // One listening socket this worker polls; the listener's handler.
@@ -132,6 +137,8 @@ class Worker final : public WorkerContext {
              const std::shared_ptr<WorkerGeneration>& prev);
 
   int id_;
+  BuiltinService* builtin_ = nullptr;  // the admin service, owned by the process
+  std::atomic<uint64_t> serving_gen_{0};  // current_'s id, for /readyz
   ProcessCounters& counters_;
   EventLoop loop_;
   std::unique_ptr<ConnectionPool> pool_;

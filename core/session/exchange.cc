@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 
 #include "core/base/log.h"
+#include "core/session/builtin_service.h"
+#include "core/session/error_pages.h"
 #include "core/session/routing.h"
 #include "core/session/traffic_log.h"
 
@@ -57,6 +59,7 @@ ScriptTxn* Exchange::txn() {
 
 void Exchange::start() {
   wg_->gen().frontendStats(fe_index_).requests.fetch_add(1, std::memory_order_relaxed);
+  if (fe_.admin) return runBuiltinService();
   if (fe_.http_request_hook > 0 && txn() != nullptr) return runRequestHook();
   AclSample sample{&req_.head, &origin_.src, &origin_.dst};
   route(selectBackend(fe_, sample));
@@ -141,6 +144,19 @@ void Exchange::runService() {
   if (txn_->service(be.service_hook, service_body_, service_resp_, *this) == ScriptStatus::kPending)
     return armTimer();  // onScriptDone
   onServiceDone();
+}
+
+// The admin listener's frontend has no hooks and no backends: its built-in service
+// answers every request (a body, never read, closes the connection after the answer).
+void Exchange::runBuiltinService() {
+  phase_ = Phase::kService;
+  BuiltinService* svc = w_.builtinService();
+  if (svc == nullptr) return sendError(503, "PR");
+  ServiceResponse r;
+  svc->serve({req_.head, *fe_.admin, w_, origin_.src, fe_.name}, r);
+  t_resp_ = w_.loop().now();
+  if (r.status == 404) return sendPage(404, {{"content-type", "text/html"}}, defaultErrorBody(404));
+  sendLocal(r.status, r.reason, r.headers, std::move(r.body));
 }
 
 // Frees the gathered body and gives its bytes back to the process's budget.
@@ -466,6 +482,7 @@ void Exchange::writeLog() {
   std::string_view be_name = be != nullptr ? be->name : fe_.name;
   std::string_view sv = srv != nullptr                            ? std::string_view(srv->name())
                         : (be != nullptr && be->service_hook > 0) ? "<service>"
+                        : fe_.admin                               ? "<STATS>"
                                                                   : "<NOSRV>";
   int retries = leg_ ? leg_->retries() : 0;
   uint64_t bytes = client_.responseBytes();

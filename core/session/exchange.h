@@ -120,6 +120,8 @@ class Exchange final : public Deletable,
   void route(int backend);
   void startService();
   void runService();
+  /// The admin listener's requests: answered by the worker's BuiltinService.
+  void runBuiltinService();
   void onServiceDone();
   void releaseServiceBody();
   void startServerLeg();

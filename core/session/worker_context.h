@@ -11,6 +11,7 @@
 
 namespace crescent::core {
 
+class BuiltinService;
 class ConnectionPool;
 
 /// A live client connection's life (HAProxy's "session"): TCP or HTTP. Sessions are
@@ -64,6 +65,9 @@ class WorkerContext {
   /// Unlinks a finished session and defers its deletion to the next loop turn. Call
   /// once, as the session's last act (it is freed later, never inside this call).
   virtual void endSession(Session* s) = 0;
+  /// The service that answers the admin listener's requests (stats, metrics, health), or
+  /// null when the process offers none. Thread-safe; outlives the worker's sessions.
+  virtual BuiltinService* builtinService() { return nullptr; }
 };
 
 }  // namespace crescent::core
