@@ -464,16 +464,20 @@ def test_clear_counters(api):
     assert command(api.sock, "clear counters some").startswith("error: usage")
 
 
+SMUGGLING = (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+
+
+def refused(port, raw, status=b"400"):
+    """Sends `raw` on a new connection; asserts crescent answers `status` and closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
+        s.sendall(raw)
+        assert recv_until_eof(s, reset_ok=True).startswith(b"HTTP/1.1 " + status)
+
+
 def test_show_errors_after_a_smuggling_attempt(api):
-    attempt = (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
-               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", api.port), timeout=10 * SLOW) as s:
-        s.sendall(attempt)
-        assert recv_until_eof(s, reset_ok=True).startswith(b"HTTP/1.1 400")
-    # A second one with a bare LF in a field line.
-    with socket.create_connection(("127.0.0.1", api.port), timeout=10 * SLOW) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: t\nX: y\r\n\r\n")
-        assert recv_until_eof(s, reset_ok=True).startswith(b"HTTP/1.1 400")
+    refused(api.port, SMUGGLING)
+    refused(api.port, b"GET / HTTP/1.1\r\nHost: t\nX: y\r\n\r\n")  # then a bare LF
     out = command(api.sock, "show errors frontend")
     lines = out.splitlines()
     assert lines[0].startswith("Total events captured on [") and lines[0].endswith(": 2"), out
@@ -487,11 +491,8 @@ def test_show_errors_after_a_smuggling_attempt(api):
 
 
 def test_show_errors_names_the_smuggling_field(api):
-    attempt = (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
-               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", api.port), timeout=10 * SLOW) as s:
-        s.sendall(attempt)
-        assert recv_until_eof(s, reset_ok=True).startswith(b"HTTP/1.1 400")
+    attempt = SMUGGLING
+    refused(api.port, attempt)
     out = command(api.sock, "show errors frontend web")
     at = attempt.index(b"Transfer-Encoding")
     assert (f"status 400: both Content-Length and Transfer-Encoding, len {attempt.index(b'0')}, "
@@ -514,9 +515,7 @@ frontend "web" {{ bind {{ "127.0.0.1:{port}" }}, default_backend = "app" }}
 backend "app" {{ retries = 0, server "s1" {{ "127.0.0.1:{srv.port}" }} }}
 """, ports=[port])
     wait_until(sock.exists, 5 * SLOW, "the runtime socket")
-    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        assert recv_until_eof(s, reset_ok=True).startswith(b"HTTP/1.1 502")
+    refused(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", b"502")
     out = command(sock, "show errors backend app")
     assert "backend app: invalid response" in out, out
     assert f"server s1, event #" in out and f"src 127.0.0.1:{srv.port}" in out, out
