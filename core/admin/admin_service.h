@@ -31,8 +31,13 @@ class AdminService final : public BuiltinService {
   enum class Access { kDenied, kReadOnly, kFull };
   /// Checks `authorization` (the header's value; empty: none). `who` gets the user name
   /// ("token" for a bearer token) or why it was refused, for the log line.
+  /// A password verified on this thread is remembered (as a SHA-256 digest with its hash,
+  /// never in clear) for 60 s, so that a scraper's repeated Basic credentials cost one
+  /// crypt(3) a minute; wrong passwords are never remembered.
   static Access authenticate(const AdminConfig& admin, std::string_view authorization,
                              std::string& who);
+  /// crypt(3) computations made by this thread (tests: what the cache saves).
+  static thread_local uint64_t crypt_calls;
 
  private:
   const ProcessStatus& status_;

@@ -50,6 +50,31 @@ AdminConfig admin() {
 
 using Access = AdminService::Access;
 
+TEST(AdminAuth, AVerifiedPasswordIsRememberedAWrongOneIsNot) {
+  AdminConfig a = admin();
+  a.users[0].hash = hashOf("pw-cache");  // a hash no other test verified on this thread
+  std::string who;
+  uint64_t before = AdminService::crypt_calls;
+  EXPECT_EQ(AdminService::authenticate(a, basic("ops:pw-cache"), who), Access::kFull);
+  EXPECT_EQ(AdminService::authenticate(a, basic("ops:pw-cache"), who), Access::kFull);
+  EXPECT_EQ(AdminService::crypt_calls, before + 1);  // the second one from the cache
+  EXPECT_EQ(AdminService::authenticate(a, basic("ops:wrong"), who), Access::kDenied);
+  EXPECT_EQ(AdminService::authenticate(a, basic("ops:wrong"), who), Access::kDenied);
+  EXPECT_EQ(AdminService::crypt_calls, before + 3);  // each wrong one pays in full
+  a.users[0].hash = hashOf("pw-other");  // a reload with another hash: not remembered
+  EXPECT_EQ(AdminService::authenticate(a, basic("ops:pw-cache"), who), Access::kDenied);
+}
+
+TEST(AdminAuth, Base64WithoutPaddingIsAccepted) {
+  AdminConfig a = admin();
+  std::string who;
+  std::string padded = basic("ops:pw-ops");
+  std::string bare = padded.substr(0, padded.find_last_not_of('=') + 1);
+  EXPECT_EQ(AdminService::authenticate(a, bare, who), Access::kFull) << bare;
+  EXPECT_EQ(AdminService::authenticate(a, "Basic b3Bz*HB3", who), Access::kDenied);
+  EXPECT_EQ(who, "malformed basic credentials");
+}
+
 TEST(AdminAuth, PasswordsAreCheckedAgainstTheirHash) {
   AdminConfig a = admin();
   std::string who;
