@@ -57,7 +57,9 @@ TEST(ErrorCaptures, ExcerptIsAWindowAroundTheFault) {
 
 TEST(ErrorCaptures, FormatEscapesAndNumbersTheLines) {
   ErrorCaptures c;
-  c.capture(request("web"), std::string("GET / HTTP/1.1\r\nX: a\x01\\b\r\n", 27), 20);
+  const std::string msg = "GET / HTTP/1.1\r\nX: a\x01\\b\r\n";  // 25 bytes
+  ASSERT_EQ(msg.size(), 25u);
+  c.capture(request("web"), msg, 20);
   std::string out = formatErrors(c.snapshot("", ""), c.total());
   EXPECT_NE(out.find("Total events captured on ["), std::string::npos) << out;
   EXPECT_NE(out.find("] : 1\n"), std::string::npos) << out;
@@ -65,7 +67,7 @@ TEST(ErrorCaptures, FormatEscapesAndNumbersTheLines) {
   EXPECT_NE(out.find("  backend <NONE>, server <NONE>, event #0, src 127.0.0.1:5000\n"),
             std::string::npos)
       << out;
-  EXPECT_NE(out.find("  status 400: bare LF in head, len 27, error at position 20\n"),
+  EXPECT_NE(out.find("  status 400: bare LF in head, len 25, error at position 20\n"),
             std::string::npos)
       << out;
   EXPECT_NE(out.find("  00000  GET / HTTP/1.1\\r\\n\n"), std::string::npos) << out;
