@@ -593,7 +593,8 @@ Status readErrorFile(const std::string& path, int status, uint64_t bufsize, core
   core::http1::Error err;
   auto r = parser.parseResponse(raw, head, err);
   if (r == core::http1::ParseResult::kIncomplete)
-    return Status::error("\"" + path + "\": no complete response head (status line, fields, "
+    return Status::error("\"" + path +
+                         "\": no complete response head (status line, fields, "
                          "empty line)");
   if (r == core::http1::ParseResult::kError)
     return Status::error("\"" + path + "\": not an HTTP response: " + err.reason);
@@ -606,8 +607,7 @@ Status readErrorFile(const std::string& path, int status, uint64_t bufsize, core
   out.path = path;
   for (const auto& f : head.headers) {
     if (core::equalsNoCase(f.name, "content-length") ||
-        core::equalsNoCase(f.name, "transfer-encoding") ||
-        core::equalsNoCase(f.name, "connection"))
+        core::equalsNoCase(f.name, "transfer-encoding") || core::equalsNoCase(f.name, "connection"))
       continue;
     out.headers.emplace_back(std::string(f.name), std::string(f.value));
   }

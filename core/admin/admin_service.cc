@@ -81,8 +81,7 @@ bool passwordMatches(const std::string& password, const std::string& hash) {
   digestOf(password, hash, digest);
   uint64_t now = monotonicMs();
   for (const VerifiedCache::Slot& slot : cache.slots) {
-    if (slot.until_ms > now && CRYPTO_memcmp(slot.digest, digest, sizeof digest) == 0)
-      return true;
+    if (slot.until_ms > now && CRYPTO_memcmp(slot.digest, digest, sizeof digest) == 0) return true;
   }
   thread_local std::unique_ptr<crypt_data> data;
   if (!data) data = std::make_unique<crypt_data>();

@@ -35,7 +35,7 @@ class ProcessStatus {
     /// The oldest generation a worker accepts with (all workers serve current_id when
     /// equal); 0 when some worker has not started.
     uint64_t oldest_serving = 0;
-    int actconn = 0;          ///< client connections, all frontends
+    int actconn = 0;  ///< client connections, all frontends
     uint64_t cumconn = 0;
     /// The current generation first, then the old ones, newest first. Holding these keeps
     /// the generations alive: drop the snapshot soon.

@@ -159,8 +159,7 @@ void Server::setAddress(const Address& a) {
     addr_ = a;
   }
   addr_set_.store(true, std::memory_order_release);
-  pool_key_.store(next_pool_key.fetch_add(1, std::memory_order_relaxed),
-                  std::memory_order_relaxed);
+  pool_key_.store(next_pool_key.fetch_add(1, std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
 void Server::setMaxconn(int n) {

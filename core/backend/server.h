@@ -217,9 +217,9 @@ class Server {
   std::shared_ptr<ServerShared> sh_;
   std::atomic<int> weight_;
   mutable std::mutex addr_mu_;
-  Address addr_;                         // guarded by addr_mu_; used once addr_set_
+  Address addr_;  // guarded by addr_mu_; used once addr_set_
   std::atomic<bool> addr_set_{false};
-  std::atomic<uint64_t> pool_key_{0};    // 0: the shared one (ServerShared::pool_key)
+  std::atomic<uint64_t> pool_key_{0};  // 0: the shared one (ServerShared::pool_key)
   std::atomic<int> maxconn_;
   std::atomic<int> queued_{0};  // this server's queue length (written under backend mutex)
   std::unique_ptr<SourcePicker> source_;

@@ -284,8 +284,9 @@ struct BackendConfig {
   int pool_max_idle = 64;
   HttpReuse http_reuse = HttpReuse::kSafe;
   CompressionConfig compression;
-  ErrorPages errors;          ///< the backend's own errorfiles / error_page (first in line)
-  ErrorPages default_errors;  ///< those of the defaults it was declared under (after the frontend's)
+  ErrorPages errors;  ///< the backend's own errorfiles / error_page (first in line)
+  ErrorPages
+      default_errors;  ///< those of the defaults it was declared under (after the frontend's)
   int line = 0;
 };
 

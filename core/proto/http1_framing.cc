@@ -260,8 +260,7 @@ bool checkTarget(const HttpHead& req, std::string_view& authority, Error& err) {
   }
   if (!t.empty() && t[0] == '/') return true;  // origin-form, §3.2.1
   if (t == "*") {                              // asterisk-form, §3.2.4
-    if (req.method != "OPTIONS")
-      return refuse(err, 400, "\"*\" target with another method", t);
+    if (req.method != "OPTIONS") return refuse(err, 400, "\"*\" target with another method", t);
     return true;
   }
   // absolute-form, §3.2.2: only http and https URIs (RFC 9110 §4.2) are proxied.

@@ -309,7 +309,8 @@ std::string Process::setServer(const std::vector<std::string_view>& w) {
     // HAProxy: "50%" is relative to the weight the configuration gave.
     bool percent = !value.empty() && value.back() == '%';
     int n = 0;
-    if (percent ? !number(value.substr(0, value.size() - 1), 0, 25600, n) : !number(value, 0, 256, n))
+    if (percent ? !number(value.substr(0, value.size() - 1), 0, 25600, n)
+                : !number(value, 0, 256, n))
       return fmt::format(
           "error: weight must be an integer from 0 to 256, or a percentage of the configured "
           "weight like 50% (got \"{}\")\n",
@@ -318,8 +319,8 @@ std::string Process::setServer(const std::vector<std::string_view>& w) {
     int was = s->weight();
     s->setWeight(n);
     current_->backend(static_cast<size_t>(bi)).serversChanged();
-    logInfo("backend \"{}\": server \"{}\": weight {} -> {} (runtime API: weight {})", bname,
-            sname, was, n, value);
+    logInfo("backend \"{}\": server \"{}\": weight {} -> {} (runtime API: weight {})", bname, sname,
+            was, n, value);
     return "";
   }
   if (what == "maxconn") {
@@ -328,8 +329,7 @@ std::string Process::setServer(const std::vector<std::string_view>& w) {
       return fmt::format("error: maxconn must be a non-negative integer (got \"{}\")\n", value);
     int was = s->maxconn();
     s->setMaxconn(n);
-    logInfo("backend \"{}\": server \"{}\": maxconn {} -> {} (runtime API)", bname, sname, was,
-            n);
+    logInfo("backend \"{}\": server \"{}\": maxconn {} -> {} (runtime API)", bname, sname, was, n);
     return "";
   }
   return fmt::format("error: unknown server setting \"{}\" (state, weight, maxconn)\n", what);

@@ -137,7 +137,7 @@ class Worker final : public WorkerContext {
              const std::shared_ptr<WorkerGeneration>& prev);
 
   int id_;
-  BuiltinService* builtin_ = nullptr;  // the admin service, owned by the process
+  BuiltinService* builtin_ = nullptr;     // the admin service, owned by the process
   std::atomic<uint64_t> serving_gen_{0};  // current_'s id, for /readyz
   ProcessCounters& counters_;
   EventLoop loop_;

@@ -90,19 +90,19 @@ void appendExcerpt(std::string& out, const CapturedError& e) {
 }  // namespace
 
 std::string formatErrors(const std::vector<CapturedError>& captures, uint64_t total) {
-  std::string out = fmt::format("Total events captured on [{}] : {}\n",
-                                formatLogDate(wallClockMs()), total);
+  std::string out =
+      fmt::format("Total events captured on [{}] : {}\n", formatLogDate(wallClockMs()), total);
   for (const CapturedError& e : captures) {
     if (e.request) {
       fmt::format_to(std::back_inserter(out), "[{}] frontend {}: invalid request\n",
                      formatLogDate(e.date_ms), e.proxy);
-      fmt::format_to(std::back_inserter(out), "  backend <NONE>, server <NONE>, event #{}, src {}\n",
-                     e.event, e.source);
+      fmt::format_to(std::back_inserter(out),
+                     "  backend <NONE>, server <NONE>, event #{}, src {}\n", e.event, e.source);
     } else {
       fmt::format_to(std::back_inserter(out), "[{}] backend {}: invalid response\n",
                      formatLogDate(e.date_ms), e.proxy);
-      fmt::format_to(std::back_inserter(out), "  server {}, event #{}, src {}\n", e.server,
-                     e.event, e.source);
+      fmt::format_to(std::back_inserter(out), "  server {}, event #{}, src {}\n", e.server, e.event,
+                     e.source);
     }
     fmt::format_to(std::back_inserter(out), "  status {}: {}, len {}, error at position {}\n",
                    e.status, e.reason, e.length, e.offset);

@@ -14,18 +14,18 @@
 namespace crescent::core {
 
 struct CapturedError {
-  uint64_t event = 0;    ///< process-wide event number (0, 1, ...)
-  uint64_t date_ms = 0;  ///< wall clock, ms since the epoch
-  bool request = true;   ///< an invalid request (frontend) or response (backend)
-  std::string proxy;     ///< the frontend (request) or backend (response) name
-  std::string server;    ///< response: the server's name; request: empty
-  std::string source;    ///< request: the client's address; response: the server's
-  std::string reason;    ///< the parser's words ("bare LF in head")
-  int status = 0;        ///< what crescent answered (400, 501, 502)
-  size_t length = 0;     ///< bytes of the message that were looked at
-  size_t offset = 0;     ///< where the fault is, in the message
-  size_t excerpt_at = 0; ///< offset of the excerpt's first byte in the message
-  std::string excerpt;   ///< up to kExcerpt bytes of the message around `offset`
+  uint64_t event = 0;     ///< process-wide event number (0, 1, ...)
+  uint64_t date_ms = 0;   ///< wall clock, ms since the epoch
+  bool request = true;    ///< an invalid request (frontend) or response (backend)
+  std::string proxy;      ///< the frontend (request) or backend (response) name
+  std::string server;     ///< response: the server's name; request: empty
+  std::string source;     ///< request: the client's address; response: the server's
+  std::string reason;     ///< the parser's words ("bare LF in head")
+  int status = 0;         ///< what crescent answered (400, 501, 502)
+  size_t length = 0;      ///< bytes of the message that were looked at
+  size_t offset = 0;      ///< where the fault is, in the message
+  size_t excerpt_at = 0;  ///< offset of the excerpt's first byte in the message
+  std::string excerpt;    ///< up to kExcerpt bytes of the message around `offset`
 };
 
 /// The captures of the process: one slot per (kind, proxy name), the latest wins, kept

@@ -111,8 +111,8 @@ struct LogDecision {
 /// What an `error_page = function(status, txn)` hook returned: a page ({ status, headers,
 /// body }, positional or named), or nothing (nil: the next level's page, then crescent's).
 struct ErrorPageResult {
-  bool page = false;  ///< false: no page from this hook (nil, or `error` set)
-  int status = 0;     ///< the status to send (the hook may change it)
+  bool page = false;   ///< false: no page from this hook (nil, or `error` set)
+  int status = 0;      ///< the status to send (the hook may change it)
   std::string reason;  ///< "" : the standard phrase
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;

@@ -501,8 +501,7 @@ std::string Http1Connection::describe() const {
 // ---------------------------------------------------------------- errors and close
 
 // An invalid request for `show errors`: the head's bytes, the fault at `offset`.
-void Http1Connection::captureError(const http1::Error& err, std::string_view bytes,
-                                   size_t offset) {
+void Http1Connection::captureError(const http1::Error& err, std::string_view bytes, size_t offset) {
   CapturedError e;
   e.request = true;
   e.proxy = fe_->name;

@@ -573,17 +573,17 @@ def runtime_command(sock, line, timeout=10 * SLOW):
     """One runtime API command; returns its reply (up to the empty line that ends it).
     The socket appears once the workers serve, a moment after the listening ports accept:
     a connect waits for it (bounded)."""
-    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        while True:
+
+        def connected():
             try:
                 s.connect(str(sock))
-                break
+                return True
             except (FileNotFoundError, ConnectionRefusedError):
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.02)  # poll for the socket to appear, bounded by the deadline
+                return False
+
+        wait_until(connected, timeout, f"the runtime socket {sock}")
         s.sendall(line.encode() + b"\n")
         data = b""
         while not data.endswith(b"\n\n"):

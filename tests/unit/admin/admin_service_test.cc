@@ -61,7 +61,7 @@ TEST(AdminAuth, AVerifiedPasswordIsRememberedAWrongOneIsNot) {
   EXPECT_EQ(AdminService::authenticate(a, basic("ops:wrong"), who), Access::kDenied);
   EXPECT_EQ(AdminService::authenticate(a, basic("ops:wrong"), who), Access::kDenied);
   EXPECT_EQ(AdminService::crypt_calls, before + 3);  // each wrong one pays in full
-  a.users[0].hash = hashOf("pw-other");  // a reload with another hash: not remembered
+  a.users[0].hash = hashOf("pw-other");              // a reload with another hash: not remembered
   EXPECT_EQ(AdminService::authenticate(a, basic("ops:pw-cache"), who), Access::kDenied);
 }
 

@@ -384,11 +384,11 @@ TEST(Http1Parser, RefusalNamesTheByteAtFault) {
   };
   const Case cases[] = {
       {"GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", 28},  // the space in the name
-      {"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 23},               // the bare LF
-      {"G(T / HTTP/1.1\r\n\r\n", 1},                                  // the bad method byte
-      {"GET / HTTP/2.5\r\n\r\n", 6},                                  // the version
-      {"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", 20},                    // the control byte
-      {"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 20},                      // the bare CR
+      {"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 23},           // the bare LF
+      {"G(T / HTTP/1.1\r\n\r\n", 1},                             // the bad method byte
+      {"GET / HTTP/2.5\r\n\r\n", 6},                             // the version
+      {"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", 20},               // the control byte
+      {"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 20},                 // the bare CR
   };
   for (const Case& c : cases) {
     for (bool bytewise : {false, true}) {
@@ -403,8 +403,8 @@ TEST(Http1Parser, RefusalNamesTheByteAtFault) {
         r = p.parseRequest(c.in, head, err);
       }
       ASSERT_EQ(r, ParseResult::kError) << c.in;
-      EXPECT_EQ(err.offset, c.offset) << c.in << " (" << err.reason << ")"
-                                      << (bytewise ? " bytewise" : "");
+      EXPECT_EQ(err.offset, c.offset)
+          << c.in << " (" << err.reason << ")" << (bytewise ? " bytewise" : "");
     }
   }
 }
